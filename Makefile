@@ -1,0 +1,58 @@
+# walsync: `make build` puts bin/walsync in place; `make test` runs
+# everything (lint, unit and end-to-end tests against a real MinIO, short
+# fuzz runs) and installs what it needs on a fresh machine.
+
+GO        ?= go
+TOOLS     ?= $(HOME)/.cache/walsync-tools
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+FUZZTIME  ?= 10s
+
+# Every fuzz target, as package:Target.
+FUZZ_TARGETS := \
+	./wal:FuzzScanner \
+	./wal:FuzzParseHeader \
+	.:FuzzObjectReader \
+	.:FuzzParseKey \
+	.:FuzzParseDBHeader
+
+.PHONY: all build test unit lint fuzz bench clean tools
+
+all: build
+
+build:
+	@mkdir -p bin
+	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/walsync ./cmd/walsync
+
+$(STATICCHECK):
+	@echo "installing staticcheck $(STATICCHECK_VERSION) into $(dir $@)"
+	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+tools: $(STATICCHECK)
+	scripts/minio.sh install
+
+lint: $(STATICCHECK)
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^python/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+	$(GO) mod tidy -diff
+
+# unit + end-to-end tests, with -race, against a real MinIO started for the run.
+unit: build
+	scripts/minio.sh run -- $(GO) test -race -count=1 -timeout 20m ./...
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	done
+
+test: lint unit fuzz
+
+bench: build
+	bench/run.sh
+
+clean:
+	rm -rf bin

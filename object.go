@@ -1,0 +1,350 @@
+package walsync
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Object framing (docs/FORMAT.md has the full drawing). Every object
+// walsync writes is a valid zstd stream, so `zstd -d` alone turns a
+// snapshot back into the database file:
+//
+//	skippable frame  magic 0x184D2A57, len 64: header (kind, generation, page size, WAL position, time)
+//	zstd frame(s)    the content: database pages (snapshot) or WAL frames (segment)
+//	skippable frame  magic 0x184D2A57, len 48: trailer (content length, content SHA-256)
+//
+// zstd decoders skip skippable frames; walsync reads them. Integers inside
+// the header and trailer payloads are big-endian like SQLite's own formats;
+// the skippable frame magic and length are little-endian as zstd requires.
+const (
+	skippableMagic   = 0x184D2A57
+	headerPayloadLen = 64
+	trailerPayload   = 48
+	// HeaderLen and TrailerLen are the stored sizes of the two skippable frames.
+	HeaderLen  = 8 + headerPayloadLen
+	TrailerLen = 8 + trailerPayload
+	// FormatVersion is the version written into every header.
+	FormatVersion = 1
+)
+
+// Object kinds.
+const (
+	KindByteSnapshot = 'S'
+	KindByteSegment  = 'W'
+)
+
+var (
+	headerMagic  = [4]byte{'W', 'S', 'Y', 'N'}
+	trailerMagic = [4]byte{'W', 'E', 'N', 'D'}
+)
+
+// Generation identifies one unbroken history of a database: a snapshot and
+// the WAL segments that continue it. Restore never crosses generations.
+type Generation [16]byte
+
+// String is the generation in hex.
+func (g Generation) String() string { return hex.EncodeToString(g[:]) }
+
+// ObjectHeader is the header of a snapshot or segment object.
+type ObjectHeader struct {
+	Kind       byte // KindByteSnapshot or KindByteSegment
+	Generation Generation
+	PageSize   uint32
+	// PageCount is the database size in pages: of the snapshot, or after the
+	// last commit frame of a segment.
+	PageCount uint32
+	// The source WAL position: its salts and checkpoint sequence, and the
+	// frame index. For a snapshot, WALFrame is the last frame the snapshot
+	// includes (0 if none); for a segment, the index of its first frame.
+	WALSalt1, WALSalt2 uint32
+	WALCheckpointSeq   uint32
+	WALFrame           uint32
+	FrameCount         uint32 // segments: number of frames in the content
+	Created            time.Time
+}
+
+// ObjectTrailer closes an object: the length and SHA-256 of its content
+// after decompression.
+type ObjectTrailer struct {
+	ContentSize   uint64
+	ContentSHA256 [32]byte
+}
+
+// MarshalBinary encodes h as its skippable frame.
+func (h ObjectHeader) MarshalBinary() ([]byte, error) {
+	b := make([]byte, HeaderLen)
+	binary.LittleEndian.PutUint32(b[0:], skippableMagic)
+	binary.LittleEndian.PutUint32(b[4:], headerPayloadLen)
+	p := b[8:]
+	copy(p[0:4], headerMagic[:])
+	p[4] = FormatVersion
+	p[5] = h.Kind
+	copy(p[8:24], h.Generation[:])
+	binary.BigEndian.PutUint32(p[24:], h.PageSize)
+	binary.BigEndian.PutUint32(p[28:], h.PageCount)
+	binary.BigEndian.PutUint32(p[32:], h.WALSalt1)
+	binary.BigEndian.PutUint32(p[36:], h.WALSalt2)
+	binary.BigEndian.PutUint32(p[40:], h.WALCheckpointSeq)
+	binary.BigEndian.PutUint32(p[44:], h.WALFrame)
+	binary.BigEndian.PutUint32(p[48:], h.FrameCount)
+	binary.BigEndian.PutUint64(p[52:], uint64(h.Created.UnixMilli()))
+	return b, nil
+}
+
+// UnmarshalBinary decodes a header frame of exactly HeaderLen bytes.
+func (h *ObjectHeader) UnmarshalBinary(b []byte) error {
+	if len(b) != HeaderLen {
+		return fmt.Errorf("%w: header is %d bytes, want %d", ErrFormat, len(b), HeaderLen)
+	}
+	if binary.LittleEndian.Uint32(b[0:]) != skippableMagic || binary.LittleEndian.Uint32(b[4:]) != headerPayloadLen {
+		return fmt.Errorf("%w: not a walsync object (bad header frame)", ErrFormat)
+	}
+	p := b[8:]
+	if !bytes.Equal(p[0:4], headerMagic[:]) {
+		return fmt.Errorf("%w: not a walsync object (bad header magic)", ErrFormat)
+	}
+	if p[4] != FormatVersion {
+		return fmt.Errorf("%w: format version %d not supported (this walsync reads version %d)", ErrFormat, p[4], FormatVersion)
+	}
+	if p[5] != KindByteSnapshot && p[5] != KindByteSegment {
+		return fmt.Errorf("%w: unknown object kind %q", ErrFormat, p[5])
+	}
+	h.Kind = p[5]
+	copy(h.Generation[:], p[8:24])
+	h.PageSize = binary.BigEndian.Uint32(p[24:])
+	if !ValidPageSize(h.PageSize) {
+		return fmt.Errorf("%w: invalid page size %d", ErrFormat, h.PageSize)
+	}
+	h.PageCount = binary.BigEndian.Uint32(p[28:])
+	h.WALSalt1 = binary.BigEndian.Uint32(p[32:])
+	h.WALSalt2 = binary.BigEndian.Uint32(p[36:])
+	h.WALCheckpointSeq = binary.BigEndian.Uint32(p[40:])
+	h.WALFrame = binary.BigEndian.Uint32(p[44:])
+	h.FrameCount = binary.BigEndian.Uint32(p[48:])
+	h.Created = time.UnixMilli(int64(binary.BigEndian.Uint64(p[52:]))).UTC()
+	return nil
+}
+
+// MarshalBinary encodes t as its skippable frame.
+func (t ObjectTrailer) MarshalBinary() ([]byte, error) {
+	b := make([]byte, TrailerLen)
+	binary.LittleEndian.PutUint32(b[0:], skippableMagic)
+	binary.LittleEndian.PutUint32(b[4:], trailerPayload)
+	p := b[8:]
+	copy(p[0:4], trailerMagic[:])
+	binary.BigEndian.PutUint64(p[8:], t.ContentSize)
+	copy(p[16:48], t.ContentSHA256[:])
+	return b, nil
+}
+
+// UnmarshalBinary decodes a trailer frame of exactly TrailerLen bytes.
+func (t *ObjectTrailer) UnmarshalBinary(b []byte) error {
+	if len(b) != TrailerLen || binary.LittleEndian.Uint32(b[0:]) != skippableMagic ||
+		binary.LittleEndian.Uint32(b[4:]) != trailerPayload || !bytes.Equal(b[8:12], trailerMagic[:]) {
+		return fmt.Errorf("%w: bad trailer", ErrFormat)
+	}
+	t.ContentSize = binary.BigEndian.Uint64(b[16:])
+	copy(t.ContentSHA256[:], b[24:56])
+	return nil
+}
+
+// ValidPageSize reports whether n is a SQLite page size: a power of two
+// from 512 to 65536.
+func ValidPageSize(n uint32) bool {
+	return n >= 512 && n <= 65536 && n&(n-1) == 0
+}
+
+// encoderOptions keep an encoder small: one goroutine, a 1 MiB window.
+var encoderOptions = []zstd.EOption{
+	zstd.WithEncoderLevel(zstd.SpeedFastest),
+	zstd.WithEncoderConcurrency(1),
+	zstd.WithWindowSize(1 << 20),
+}
+
+// ObjectWriter writes one object: header, compressed content, trailer.
+type ObjectWriter struct {
+	w       io.Writer
+	enc     *zstd.Encoder
+	content hash.Hash
+	n       uint64
+}
+
+// NewObjectWriter writes h to w and returns a writer for the content.
+// Close writes the trailer; it does not close w.
+func NewObjectWriter(w io.Writer, h ObjectHeader) (*ObjectWriter, error) {
+	hb, _ := h.MarshalBinary()
+	if _, err := w.Write(hb); err != nil {
+		return nil, err
+	}
+	enc, err := zstd.NewWriter(w, encoderOptions...)
+	if err != nil {
+		return nil, err
+	}
+	return &ObjectWriter{w: w, enc: enc, content: sha256.New()}, nil
+}
+
+// Write compresses content bytes.
+func (ow *ObjectWriter) Write(p []byte) (int, error) {
+	n, err := ow.enc.Write(p)
+	ow.content.Write(p[:n])
+	ow.n += uint64(n)
+	return n, err
+}
+
+// Close flushes the compressed content and writes the trailer.
+func (ow *ObjectWriter) Close() error {
+	if err := ow.enc.Close(); err != nil {
+		return err
+	}
+	t := ObjectTrailer{ContentSize: ow.n}
+	copy(t.ContentSHA256[:], ow.content.Sum(nil))
+	tb, _ := t.MarshalBinary()
+	_, err := ow.w.Write(tb)
+	return err
+}
+
+// ObjectReader reads the content of one object and checks it against the
+// trailer. It reads exactly size bytes from its source.
+type ObjectReader struct {
+	Header  ObjectHeader
+	src     io.Reader
+	limited *io.LimitedReader
+	dec     *zstd.Decoder
+	content hash.Hash
+	n       uint64
+	err     error
+}
+
+// NewObjectReader reads the header of an object of size stored bytes from r.
+func NewObjectReader(r io.Reader, size int64) (*ObjectReader, error) {
+	if size < HeaderLen+TrailerLen {
+		return nil, fmt.Errorf("%w: object is %d bytes, too short", ErrFormat, size)
+	}
+	hb := make([]byte, HeaderLen)
+	if _, err := io.ReadFull(r, hb); err != nil {
+		return nil, fmt.Errorf("read object header: %w", err)
+	}
+	or := &ObjectReader{src: r, content: sha256.New()}
+	if err := or.Header.UnmarshalBinary(hb); err != nil {
+		return nil, err
+	}
+	or.limited = &io.LimitedReader{R: r, N: size - HeaderLen - TrailerLen}
+	dec, err := zstd.NewReader(or.limited,
+		zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(16<<20))
+	if err != nil {
+		return nil, err
+	}
+	or.dec = dec
+	return or, nil
+}
+
+// Read returns decompressed content. At the end of the content it reads the
+// trailer and returns ErrChecksum or ErrFormat if the content does not
+// match it, io.EOF otherwise.
+func (or *ObjectReader) Read(p []byte) (int, error) {
+	if or.err != nil {
+		return 0, or.err
+	}
+	n, err := or.dec.Read(p)
+	or.content.Write(p[:n])
+	or.n += uint64(n)
+	if err == io.EOF {
+		err = or.finish()
+	} else if err != nil {
+		err = fmt.Errorf("%w: decompress: %v", ErrFormat, err)
+	}
+	if err != nil {
+		or.err = err
+	}
+	return n, err
+}
+
+func (or *ObjectReader) finish() error {
+	if or.limited.N != 0 {
+		return fmt.Errorf("%w: %d bytes after the compressed content", ErrFormat, or.limited.N)
+	}
+	tb := make([]byte, TrailerLen)
+	if _, err := io.ReadFull(or.src, tb); err != nil {
+		return fmt.Errorf("%w: read trailer: %v", ErrFormat, err)
+	}
+	var t ObjectTrailer
+	if err := t.UnmarshalBinary(tb); err != nil {
+		return err
+	}
+	if t.ContentSize != or.n {
+		return fmt.Errorf("%w: content is %d bytes, trailer says %d", ErrFormat, or.n, t.ContentSize)
+	}
+	if !bytes.Equal(t.ContentSHA256[:], or.content.Sum(nil)) {
+		return fmt.Errorf("%w: content sha256 differs from the trailer", ErrChecksum)
+	}
+	return io.EOF
+}
+
+// Close releases the decoder.
+func (or *ObjectReader) Close() error {
+	or.dec.Close()
+	return nil
+}
+
+// VerifyingReader hashes everything read through it so that, at the end,
+// Verify can compare the stored bytes with their recorded SHA-256.
+type VerifyingReader struct {
+	r    io.Reader
+	h    hash.Hash
+	n    int64
+	want string
+	key  string
+}
+
+// NewVerifyingReader wraps r, the stored bytes of key, whose recorded hex
+// SHA-256 is want.
+func NewVerifyingReader(r io.Reader, key, want string) *VerifyingReader {
+	return &VerifyingReader{r: r, h: sha256.New(), want: want, key: key}
+}
+
+func (v *VerifyingReader) Read(p []byte) (int, error) {
+	n, err := v.r.Read(p)
+	v.h.Write(p[:n])
+	v.n += int64(n)
+	return n, err
+}
+
+// Verify reads whatever is left of the stored bytes and compares their
+// hash with the recorded one. The error names the key and says checksum.
+func (v *VerifyingReader) Verify() error {
+	if _, err := io.Copy(io.Discard, v); err != nil {
+		return fmt.Errorf("read %s: %w", v.key, err)
+	}
+	if v.want == "" {
+		return fmt.Errorf("%s: %w", v.key, ErrNoChecksum)
+	}
+	got := hex.EncodeToString(v.h.Sum(nil))
+	if got != v.want {
+		return fmt.Errorf("%s: %w: recorded sha256 %s, stored bytes hash to %s", v.key, ErrChecksum, v.want, got)
+	}
+	return nil
+}
+
+// ReadObjectHeaderOnly is a helper for tools that only need the header.
+func ReadObjectHeaderOnly(r io.Reader) (ObjectHeader, error) {
+	var h ObjectHeader
+	hb := make([]byte, HeaderLen)
+	if _, err := io.ReadFull(r, hb); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return h, fmt.Errorf("%w: object shorter than its header", ErrFormat)
+		}
+		return h, err
+	}
+	return h, h.UnmarshalBinary(hb)
+}
