@@ -18,7 +18,7 @@ import (
 // walsync writes is a valid zstd stream, so `zstd -d` alone turns a
 // snapshot back into the database file:
 //
-//	skippable frame  magic 0x184D2A57, len 64: header (kind, generation, page size, WAL position, time)
+//	skippable frame  magic 0x184D2A57, len 96: header (kind, generation, page size, WAL position, time)
 //	zstd frame(s)    the content: database pages (snapshot) or WAL frames (segment)
 //	skippable frame  magic 0x184D2A57, len 48: trailer (content length, content SHA-256)
 //
@@ -27,13 +27,15 @@ import (
 // the skippable frame magic and length are little-endian as zstd requires.
 const (
 	skippableMagic   = 0x184D2A57
-	headerPayloadLen = 64
+	headerPayloadLen = 96
 	trailerPayload   = 48
 	// HeaderLen and TrailerLen are the stored sizes of the two skippable frames.
 	HeaderLen  = 8 + headerPayloadLen
 	TrailerLen = 8 + trailerPayload
 	// FormatVersion is the version written into every header.
 	FormatVersion = 1
+
+	flagWALBigEndian = 1 << 0
 )
 
 // Object kinds.
@@ -69,7 +71,17 @@ type ObjectHeader struct {
 	WALCheckpointSeq   uint32
 	WALFrame           uint32
 	FrameCount         uint32 // segments: number of frames in the content
-	Created            time.Time
+	// WALChecksum1/2 is the WAL's cumulative checksum: for a snapshot, after
+	// frame WALFrame; for a segment, before its first frame (after the
+	// previous frame, or the WAL header's checksum when it starts at frame
+	// 1). With it, restore checks the checksum chain across objects.
+	WALChecksum1, WALChecksum2 uint32
+	// WALBigEndian: the source WAL's checksums use big-endian words.
+	WALBigEndian bool
+	// Seq: for a segment, its sequence number; for a snapshot, the number
+	// of the first segment that continues it.
+	Seq     uint64
+	Created time.Time
 }
 
 // ObjectTrailer closes an object: the length and SHA-256 of its content
@@ -88,6 +100,9 @@ func (h ObjectHeader) MarshalBinary() ([]byte, error) {
 	copy(p[0:4], headerMagic[:])
 	p[4] = FormatVersion
 	p[5] = h.Kind
+	if h.WALBigEndian {
+		p[6] |= flagWALBigEndian
+	}
 	copy(p[8:24], h.Generation[:])
 	binary.BigEndian.PutUint32(p[24:], h.PageSize)
 	binary.BigEndian.PutUint32(p[28:], h.PageCount)
@@ -96,7 +111,10 @@ func (h ObjectHeader) MarshalBinary() ([]byte, error) {
 	binary.BigEndian.PutUint32(p[40:], h.WALCheckpointSeq)
 	binary.BigEndian.PutUint32(p[44:], h.WALFrame)
 	binary.BigEndian.PutUint32(p[48:], h.FrameCount)
-	binary.BigEndian.PutUint64(p[52:], uint64(h.Created.UnixMilli()))
+	binary.BigEndian.PutUint32(p[52:], h.WALChecksum1)
+	binary.BigEndian.PutUint32(p[56:], h.WALChecksum2)
+	binary.BigEndian.PutUint64(p[60:], uint64(h.Created.UnixMilli()))
+	binary.BigEndian.PutUint64(p[68:], h.Seq)
 	return b, nil
 }
 
@@ -119,6 +137,10 @@ func (h *ObjectHeader) UnmarshalBinary(b []byte) error {
 		return fmt.Errorf("%w: unknown object kind %q", ErrFormat, p[5])
 	}
 	h.Kind = p[5]
+	if p[6]&^flagWALBigEndian != 0 || p[7] != 0 {
+		return fmt.Errorf("%w: unknown header flags %#x %#x", ErrFormat, p[6], p[7])
+	}
+	h.WALBigEndian = p[6]&flagWALBigEndian != 0
 	copy(h.Generation[:], p[8:24])
 	h.PageSize = binary.BigEndian.Uint32(p[24:])
 	if !ValidPageSize(h.PageSize) {
@@ -130,7 +152,10 @@ func (h *ObjectHeader) UnmarshalBinary(b []byte) error {
 	h.WALCheckpointSeq = binary.BigEndian.Uint32(p[40:])
 	h.WALFrame = binary.BigEndian.Uint32(p[44:])
 	h.FrameCount = binary.BigEndian.Uint32(p[48:])
-	h.Created = time.UnixMilli(int64(binary.BigEndian.Uint64(p[52:]))).UTC()
+	h.WALChecksum1 = binary.BigEndian.Uint32(p[52:])
+	h.WALChecksum2 = binary.BigEndian.Uint32(p[56:])
+	h.Created = time.UnixMilli(int64(binary.BigEndian.Uint64(p[60:]))).UTC()
+	h.Seq = binary.BigEndian.Uint64(p[68:])
 	return nil
 }
 

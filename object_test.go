@@ -17,6 +17,7 @@ func testHeader() ObjectHeader {
 	return ObjectHeader{
 		Kind: KindByteSnapshot, Generation: Generation{1, 2, 3}, PageSize: 4096, PageCount: 3,
 		WALSalt1: 7, WALSalt2: 8, WALCheckpointSeq: 9, WALFrame: 10, FrameCount: 0,
+		WALChecksum1: 11, WALChecksum2: 12, WALBigEndian: true, Seq: 13,
 		Created: time.UnixMilli(1700000000123).UTC(),
 	}
 }
@@ -118,6 +119,7 @@ func TestHeaderRejects(t *testing.T) {
 		{"version", func(b []byte) { b[12] = 99 }},
 		{"kind", func(b []byte) { b[13] = 'Q' }},
 		{"page size", func(b []byte) { b[8+24+3] = 3 }},
+		{"flags", func(b []byte) { b[8+6] |= 0x80 }},
 	} {
 		b := bytes.Clone(good)
 		tc.edit(b)

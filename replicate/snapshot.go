@@ -308,6 +308,9 @@ func (s *Snapshotter) capture(ctx context.Context, path string, dbf *os.File, hd
 		WALSalt2:         view.salt2,
 		WALCheckpointSeq: view.ckptSeq,
 		WALFrame:         view.maxFrame,
+		WALChecksum1:     view.cksum1,
+		WALChecksum2:     view.cksum2,
+		WALBigEndian:     view.bigEndian,
 		Created:          now,
 	})
 	if err != nil {
@@ -330,15 +333,18 @@ func (s *Snapshotter) capture(ctx context.Context, path string, dbf *os.File, hd
 // pageView is a read transaction's view of the database: WAL frames up to
 // maxFrame over the database file.
 type pageView struct {
-	db       *os.File
-	wal      *os.File
-	pageSize uint32
-	dbPages  uint32
-	maxFrame uint32
-	salt1    uint32
-	salt2    uint32
-	ckptSeq  uint32
-	frames   map[uint32]uint32 // page number -> newest frame index <= maxFrame
+	db        *os.File
+	wal       *os.File
+	pageSize  uint32
+	dbPages   uint32
+	maxFrame  uint32
+	salt1     uint32
+	salt2     uint32
+	ckptSeq   uint32
+	cksum1    uint32 // WAL checksum chain after maxFrame
+	cksum2    uint32
+	bigEndian bool
+	frames    map[uint32]uint32 // page number -> newest frame index <= maxFrame
 	// restartedReads counts pages whose WAL frame had been overwritten by a
 	// WAL restart and were read from the database file instead.
 	restartedReads int
@@ -397,7 +403,7 @@ func (v *pageView) loadWAL(path string) error {
 	frames := map[uint32]uint32{}
 	type pageFrame struct{ pgno, idx uint32 }
 	var pending []pageFrame // frames after the last commit seen
-	var lastCommit, dbPages uint32
+	var lastCommit, dbPages, c1, c2 uint32
 	for sc.Next() {
 		idx, fh, _ := sc.Frame()
 		if limit != 0 && idx > limit {
@@ -410,6 +416,7 @@ func (v *pageView) loadWAL(path string) error {
 			}
 			pending = pending[:0]
 			lastCommit, dbPages = idx, fh.Commit
+			c1, c2 = sc.Checksum()
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -423,6 +430,7 @@ func (v *pageView) loadWAL(path string) error {
 	}
 	v.maxFrame, v.dbPages, v.frames = lastCommit, dbPages, frames
 	v.salt1, v.salt2, v.ckptSeq = wh.Salt1, wh.Salt2, wh.CheckpointSeq
+	v.cksum1, v.cksum2, v.bigEndian = c1, c2, wh.BigEndianChecksum()
 	return nil
 }
 
