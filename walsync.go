@@ -80,6 +80,12 @@ type Storage interface {
 	// Delete removes key. Deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
 
+	// Prepare readies the bucket for writing before a long operation, so
+	// that a missing bucket or wrong credentials fail in one cheap request
+	// rather than after reading a large database: S3 lists one key, the
+	// file backend creates its directory.
+	Prepare(ctx context.Context) error
+
 	// String returns the bucket URL, never with credentials, for messages.
 	String() string
 }

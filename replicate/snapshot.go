@@ -111,6 +111,11 @@ func (s *Snapshotter) SnapshotGeneration(ctx context.Context, dbPath, name strin
 		return nil, err
 	}
 	defer dbf.Close()
+	// Fail on a missing bucket or wrong credentials before reading a
+	// possibly large database: one cheap listing request.
+	if err := s.Storage.Prepare(ctx); err != nil {
+		return nil, err
+	}
 
 	tmp, err := s.createTemp(abs)
 	if err != nil {
@@ -237,6 +242,13 @@ func (s *Snapshotter) capture(ctx context.Context, path string, dbf *os.File, hd
 	if err != nil {
 		return fmt.Errorf("open database %s: %w", path, err)
 	}
+	view := &pageView{db: dbf, pageSize: hdr.PageSize}
+	// Order matters: POSIX record locks belong to the process, and closing
+	// any descriptor of a file drops all of the process's locks on it. The
+	// -shm and -wal descriptors walsync opens must therefore stay open
+	// until SQLite has closed its connections (and released the read lock
+	// that pins the snapshot); view.close runs after db.Close.
+	defer view.close()
 	defer db.Close()
 	db.SetMaxOpenConns(2)
 	connA, err := db.Conn(ctx)
@@ -276,14 +288,14 @@ func (s *Snapshotter) capture(ctx context.Context, path string, dbf *os.File, hd
 		return fmt.Errorf("read %s: %w", path, sqliteErr(err))
 	}
 
-	view := &pageView{db: dbf, pageSize: hdr.PageSize}
 	if strings.EqualFold(mode, "wal") {
 		if err := view.loadWAL(path); err != nil {
 			return err
 		}
+		s.logger().Debug("snapshot pinned", "path", path, "wal_frame", view.maxFrame, "db_pages", view.dbPages,
+			"salt1", view.salt1, "wal_index", view.fromIndex, "indexed_pages", len(view.frames))
 	}
 	unlockA()
-	defer view.close()
 	if s.testHookPinned != nil {
 		s.testHookPinned()
 	}
@@ -335,6 +347,7 @@ func (s *Snapshotter) capture(ctx context.Context, path string, dbf *os.File, hd
 type pageView struct {
 	db        *os.File
 	wal       *os.File
+	shm       *os.File
 	pageSize  uint32
 	dbPages   uint32
 	maxFrame  uint32
@@ -349,11 +362,15 @@ type pageView struct {
 	// WAL restart and were read from the database file instead.
 	restartedReads int
 	scratch        []byte
+	fromIndex      bool // the position came from the wal-index header
 }
 
 func (v *pageView) close() {
 	if v.wal != nil {
 		v.wal.Close()
+	}
+	if v.shm != nil {
+		v.shm.Close()
 	}
 }
 
@@ -366,7 +383,7 @@ func (v *pageView) loadWAL(path string) error {
 		if err != nil {
 			return walIndexHeader{}, err
 		}
-		defer f.Close()
+		v.shm = f // closed by close(), after SQLite let go of its locks
 		return readWALIndexHeader(f)
 	}()
 	walf, err := os.Open(path + "-wal")
@@ -399,6 +416,7 @@ func (v *pageView) loadWAL(path string) error {
 			return fmt.Errorf("WAL %s-wal: salts differ from the wal-index header", path)
 		}
 		limit = shmHdr.MaxFrame
+		v.fromIndex = true
 	}
 	frames := map[uint32]uint32{}
 	type pageFrame struct{ pgno, idx uint32 }
