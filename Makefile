@@ -15,7 +15,8 @@ FUZZ_TARGETS := \
 	./wal:FuzzParseHeader \
 	.:FuzzObjectReader \
 	.:FuzzParseKey \
-	.:FuzzParseDBHeader
+	.:FuzzParseDBHeader \
+	./replicate:FuzzReadWALIndexHeader
 
 .PHONY: all build test unit lint fuzz bench clean tools
 
