@@ -19,16 +19,18 @@ type walIndexHeader struct {
 	PageCount    uint32 // database size in pages
 	Salt1, Salt2 uint32 // as in the WAL header
 	PageSize     uint32
+	NBackfill    uint32 // frames already copied into the database file
 }
 
 var errShmUnusable = errors.New("wal-index header not readable")
 
-// readWALIndexHeader reads and checks the wal-index header: the two copies
+// readWALIndexHeader reads and checks the wal-index header (and nBackfill,
+// from the checkpoint information that follows it): the two copies
 // must be equal, initialised, and carry a valid checksum. Fields are in the
 // machine's byte order except the salts, which are copied from the WAL
 // header (big-endian).
 func readWALIndexHeader(r io.ReaderAt) (walIndexHeader, error) {
-	var b [96]byte
+	var b [100]byte
 	if _, err := r.ReadAt(b[:], 0); err != nil {
 		return walIndexHeader{}, errShmUnusable
 	}
@@ -55,6 +57,7 @@ func readWALIndexHeader(r io.ReaderAt) (walIndexHeader, error) {
 		Salt1:     binary.BigEndian.Uint32(c1[32:]),
 		Salt2:     binary.BigEndian.Uint32(c1[36:]),
 		PageSize:  ps,
+		NBackfill: ne.Uint32(b[96:]),
 	}, nil
 }
 

@@ -30,11 +30,12 @@ func validShmHeader(mxFrame, nPage, salt1, salt2 uint32) []byte {
 
 func TestReadWALIndexHeader(t *testing.T) {
 	good := validShmHeader(42, 10, 0xdeadbeef, 0x01020304)
+	binary.NativeEndian.PutUint32(good[96:], 40)
 	h, err := readWALIndexHeader(bytes.NewReader(good))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := walIndexHeader{MaxFrame: 42, PageCount: 10, Salt1: 0xdeadbeef, Salt2: 0x01020304, PageSize: 4096}
+	want := walIndexHeader{MaxFrame: 42, PageCount: 10, Salt1: 0xdeadbeef, Salt2: 0x01020304, PageSize: 4096, NBackfill: 40}
 	if h != want {
 		t.Fatalf("got=%+v, want %+v", h, want)
 	}

@@ -289,7 +289,13 @@ func (s *Snapshotter) capture(ctx context.Context, path string, dbf *os.File, hd
 	}
 
 	if strings.EqualFold(mode, "wal") {
-		if err := view.loadWAL(path); err != nil {
+		if view.shm, err = openIfExists(path + "-shm"); err != nil {
+			return err
+		}
+		if view.walFile, err = openIfExists(path + "-wal"); err != nil {
+			return err
+		}
+		if err := view.loadWAL(path, view.shm, view.walFile); err != nil {
 			return err
 		}
 		s.logger().Debug("snapshot pinned", "path", path, "wal_frame", view.maxFrame, "db_pages", view.dbPages,
@@ -347,7 +353,8 @@ func (s *Snapshotter) capture(ctx context.Context, path string, dbf *os.File, hd
 type pageView struct {
 	db        *os.File
 	wal       *os.File
-	shm       *os.File
+	shm       *os.File // opened by Snapshotter.capture, closed by close
+	walFile   *os.File // likewise
 	pageSize  uint32
 	dbPages   uint32
 	maxFrame  uint32
@@ -365,33 +372,43 @@ type pageView struct {
 	fromIndex      bool // the position came from the wal-index header
 }
 
+// close closes the files the view opened itself.
 func (v *pageView) close() {
-	if v.wal != nil {
-		v.wal.Close()
+	if v.walFile != nil {
+		v.walFile.Close()
 	}
 	if v.shm != nil {
 		v.shm.Close()
 	}
 }
 
+// openIfExists opens path for reading; a missing file is (nil, nil).
+func openIfExists(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return f, nil
+}
+
 // loadWAL learns the committed WAL position from the wal-index header when
 // it is readable (that is what SQLite's readers use), and indexes the WAL
-// frames up to it, checking salts and the checksum chain.
-func (v *pageView) loadWAL(path string) error {
-	shmHdr, shmErr := func() (walIndexHeader, error) {
-		f, err := os.Open(path + "-shm")
-		if err != nil {
-			return walIndexHeader{}, err
-		}
-		v.shm = f // closed by close(), after SQLite let go of its locks
-		return readWALIndexHeader(f)
-	}()
-	walf, err := os.Open(path + "-wal")
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) && (shmErr != nil || shmHdr.MaxFrame == 0) {
+// frames up to it, checking salts and the checksum chain. shm and walf are
+// the open -shm and -wal files, nil when absent; the view reads walf later
+// but does not own it.
+func (v *pageView) loadWAL(path string, shm, walf *os.File) error {
+	shmHdr, shmErr := walIndexHeader{}, errShmUnusable
+	if shm != nil {
+		shmHdr, shmErr = readWALIndexHeader(shm)
+	}
+	if walf == nil {
+		if shmErr != nil || shmHdr.MaxFrame == 0 {
 			return nil
 		}
-		return fmt.Errorf("open WAL %s-wal: %w", path, err)
+		return fmt.Errorf("WAL %s-wal: missing, but the wal-index says %d frames are committed", path, shmHdr.MaxFrame)
 	}
 	v.wal = walf
 	if shmErr == nil && shmHdr.MaxFrame == 0 {

@@ -14,6 +14,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/walsync/walsync/internal/sqlitemem"
 )
 
 // Exit codes.
@@ -27,6 +29,7 @@ const (
 const usage = `walsync replicates SQLite databases to S3 or a local directory.
 
 Usage:
+  walsync watch <DB>... -b <BUCKET> [--snapshot-interval SECS]
   walsync snapshot <DB> -b <BUCKET> [--name NAME]
   walsync list -b <BUCKET> [--json]
   walsync restore <NAME> -o <OUTPUT> -b <BUCKET> [--force]
@@ -44,6 +47,12 @@ type command interface {
 }
 
 func main() {
+	// Small SQLite connections: watch keeps two per database. Must run
+	// before anything opens a database.
+	if err := sqlitemem.Configure(); err != nil {
+		fmt.Fprintf(os.Stderr, "walsync: configure SQLite: %v\n", err)
+		os.Exit(exitInternal)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -65,6 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 	var cmd command
 	env := &environment{stdout: stdout, stderr: stderr}
 	switch args[0] {
+	case "watch":
+		cmd = &WatchCommand{env: env}
 	case "snapshot":
 		cmd = &SnapshotCommand{env: env}
 	case "list":

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/walsync/walsync"
+	"github.com/walsync/walsync/replicate"
+)
+
+// WatchCommand is `walsync watch DB... -b BUCKET`: continuous replication
+// of any number of databases by one process.
+type WatchCommand struct {
+	env *environment
+}
+
+// Run executes the command until SIGINT or SIGTERM, then ships what was
+// captured and returns.
+func (c *WatchCommand) Run(ctx context.Context, args []string) error {
+	fs := newFlagSet(c.env, "watch", "watch <DB>... -b <BUCKET> [--snapshot-interval SECS] [--name NAME] [--endpoint URL]")
+	var sf storageFlags
+	sf.register(fs)
+	interval := fs.Int("snapshot-interval", 3600, "seconds between snapshots of a database that changed (0: only when a generation starts)")
+	name := fs.String("name", "", "name in the bucket (only with one database; default: file name without extension)")
+	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long to keep shipping after SIGINT/SIGTERM")
+	uploads := fs.Int("uploads", 4, "concurrent uploads")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usagef("want at least one database path")
+	}
+	if *name != "" && len(pos) != 1 {
+		return usagef("--name works with one database; %d given", len(pos))
+	}
+	if *interval < 0 {
+		return usagef("--snapshot-interval %d: want seconds >= 0", *interval)
+	}
+	paths := make([]string, len(pos))
+	for i, p := range pos {
+		if paths[i], err = filepath.Abs(p); err != nil {
+			return err
+		}
+	}
+	names, err := walsync.UniqueNames(paths)
+	if err != nil {
+		return err
+	}
+	if *name != "" {
+		if err := walsync.ValidateName(*name); err != nil {
+			return usagef("%v", err)
+		}
+		names[paths[0]] = *name
+	}
+	log, err := sf.logger(c.env, slog.LevelInfo)
+	if err != nil {
+		return err
+	}
+	st, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	w := &replicate.Watcher{
+		Storage:          st,
+		Logger:           log,
+		SnapshotInterval: time.Duration(*interval) * time.Second,
+		ShutdownTimeout:  *shutdown,
+		Uploads:          *uploads,
+	}
+	for _, p := range paths {
+		if err := w.Add(p, names[p]); err != nil {
+			return err
+		}
+		log.Info("replicating", "db", p, "name", names[p])
+	}
+	return w.Run(ctx)
+}

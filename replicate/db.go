@@ -1,0 +1,667 @@
+package replicate
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/walsync/walsync"
+	"github.com/walsync/walsync/wal"
+)
+
+// errDiscontinuity means walsync cannot prove that no frame was lost: the
+// current generation ends and a new one starts with a snapshot.
+var errDiscontinuity = errors.New("continuity lost")
+
+// DB follows the WAL of one database and captures every committed frame
+// into its spool. docs/ARCHITECTURE.md ("Following a WAL") gives the
+// argument for why no frame can be lost; in short:
+//
+//   - One of two SQLite connections (pins) always holds a read
+//     transaction. While a read transaction uses the WAL (read mark >= 1)
+//     SQLite cannot restart the WAL, so uncaptured frames stay in place.
+//   - To let checkpoints progress, walsync moves the pin forward by
+//     leapfrogging: the other connection begins a new read transaction,
+//     walsync captures everything up to the WAL's end, and only then does
+//     the old pin let go. There is never a moment without a pin.
+//   - A pin that began when everything was checkpointed reads the database
+//     file only (read mark 0) and does not stop a WAL restart; but it stops
+//     every checkpoint, so a restart can only happen while the WAL holds no
+//     uncaptured frame. A restart seen while so pinned keeps continuity.
+//   - A change seen any other way (the WAL restarted while walsync was
+//     down, the file replaced) cannot be proven safe: a new generation.
+type DB struct {
+	Path string // absolute path of the database file
+	Name string
+
+	w     *Watcher
+	log   *slog.Logger
+	spool *spool
+
+	mu      sync.Mutex // serialises sync, snapshot, close
+	st      *spoolState
+	gen     walsync.Generation
+	pins    [2]*pinConn
+	cur     int  // index of the pin holding the read transaction
+	atZero  bool // the current pin began with the WAL fully checkpointed
+	dbf     *os.File
+	walf    *os.File
+	shmf    *os.File
+	walHdr  wal.Header // header of the WAL the position is in, when known
+	dev     uint64
+	ino     uint64
+	opened  bool
+	failed  error // set when the database cannot be replicated any more
+	pending bool  // queued for a sync (guarded by w.qmu)
+
+	snapshotting bool    // a periodic snapshot is running
+	jitter       float64 // in [0,1): spreads periodic snapshots
+
+	lastActivity time.Time
+	recheck      time.Duration // delay of the next look while a checkpoint may wait
+}
+
+func (d *DB) now() time.Time { return d.w.now() }
+
+// open opens the database, the pins and the spool, and either resumes the
+// recorded position or starts a new generation.
+func (d *DB) open(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.opened {
+		return nil
+	}
+	dbf, hdr, err := openDatabase(d.Path)
+	if err != nil {
+		return err
+	}
+	d.dbf = dbf
+	dev, ino, err := fileID(dbf)
+	if err != nil {
+		d.closeFiles()
+		return err
+	}
+	d.dev, d.ino = dev, ino
+	if d.spool, err = openSpool(d.Path); err != nil {
+		d.closeFiles()
+		return err
+	}
+	for i := range d.pins {
+		if d.pins[i], err = openPin(d.Path, d.w.busyTimeout()); err != nil {
+			d.closeFiles()
+			return err
+		}
+	}
+	mode, err := d.pins[0].journalMode()
+	if err != nil {
+		d.closeFiles()
+		return fmt.Errorf("read journal mode of %s: %w", d.Path, err)
+	}
+	if mode != "wal" {
+		d.closeFiles()
+		return fmt.Errorf("database %s is in journal_mode=%s: walsync watch follows the WAL; switch it once with: sqlite3 %s 'PRAGMA journal_mode=WAL'", d.Path, mode, d.Path)
+	}
+	d.cur = 0
+	if err := d.pins[0].begin(); err != nil {
+		d.closeFiles()
+		return err
+	}
+	// The first read transaction created the -wal and -shm files if they
+	// were missing. Our descriptors stay open until the pins are closed
+	// (POSIX locks: see docs/ARCHITECTURE.md).
+	if d.walf, err = os.Open(d.Path + "-wal"); err != nil {
+		d.closeFiles()
+		return fmt.Errorf("open WAL: %w", err)
+	}
+	if d.shmf, err = os.Open(d.Path + "-shm"); err != nil {
+		d.closeFiles()
+		return fmt.Errorf("open wal-index: %w", err)
+	}
+	h, err := d.readIndex()
+	if err != nil {
+		d.closeFiles()
+		return err
+	}
+	d.atZero = h.NBackfill == h.MaxFrame
+	d.opened = true
+
+	st, err := d.spool.loadState()
+	if err != nil {
+		d.log.Warn("local state unreadable; starting a new generation", "err", err)
+		st = nil
+	}
+	reason := d.resumable(st, hdr.PageSize)
+	if reason == "" {
+		if err := d.recoverSpool(st); err != nil {
+			reason = fmt.Sprintf("spool unreadable (%v)", err)
+		}
+	}
+	if reason == "" {
+		d.st = st
+		d.gen, _ = st.generation()
+		d.log.Info("resuming", "generation", d.gen.String(), "wal_frame", st.Pos.Frame, "next_seq", st.NextSeq)
+		return nil
+	}
+	nextSeq, err := d.nextSeqFromBucket(ctx, st)
+	if err != nil {
+		return err
+	}
+	d.st = &spoolState{Name: d.Name, Bucket: d.w.Storage.String(), NextSeq: nextSeq, PageSize: hdr.PageSize}
+	return d.newGeneration(ctx, reason)
+}
+
+// resumable returns why the recorded position cannot be continued, or "".
+func (d *DB) resumable(st *spoolState, pageSize uint32) string {
+	switch {
+	case st == nil:
+		return "no local state (first run)"
+	case st.Name != d.Name:
+		return fmt.Sprintf("local state is for name %q", st.Name)
+	case st.Bucket != d.w.Storage.String():
+		return fmt.Sprintf("local state is for bucket %s", st.Bucket)
+	case st.DBDevice != d.dev || st.DBInode != d.ino:
+		return "the database file was replaced"
+	case st.PageSize != pageSize:
+		return "the page size changed"
+	}
+	if _, err := st.generation(); err != nil {
+		return err.Error()
+	}
+	if err := d.checkPosition(st.Pos); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// checkPosition proves that the WAL still holds the recorded position:
+// same header, and the frame at the position carries the recorded
+// checksum. Anything else means the WAL changed while nobody watched.
+func (d *DB) checkPosition(pos position) error {
+	if !pos.HeaderKnown {
+		if pos.Frame != 0 {
+			return fmt.Errorf("%w: bad local position", errDiscontinuity)
+		}
+		// The WAL had no header when walsync stopped; whatever is in it
+		// now was written while nobody watched.
+		return fmt.Errorf("%w: the WAL had no header when walsync stopped", errDiscontinuity)
+	}
+	wh, err := wal.ReadHeader(d.walf)
+	if err != nil {
+		return fmt.Errorf("%w: the WAL has no valid header (%v): it was reset while walsync was not running", errDiscontinuity, err)
+	}
+	if wh.Salt1 != pos.Salt1 || wh.Salt2 != pos.Salt2 || wh.CheckpointSeq != pos.CkptSeq {
+		return fmt.Errorf("%w: the WAL was restarted while walsync was not running (salt %08x -> %08x)", errDiscontinuity, pos.Salt1, wh.Salt1)
+	}
+	if pos.Frame == 0 {
+		if wh.Checksum1 != pos.Cksum1 || wh.Checksum2 != pos.Cksum2 {
+			return fmt.Errorf("%w: the WAL header changed", errDiscontinuity)
+		}
+	} else {
+		b := make([]byte, wal.FrameHeaderSize)
+		if _, err := d.walf.ReadAt(b, wal.FrameOffset(wh.PageSize, pos.Frame)); err != nil {
+			return fmt.Errorf("%w: WAL frame %d is gone (%v)", errDiscontinuity, pos.Frame, err)
+		}
+		fh := wal.ParseFrameHeader(b)
+		if fh.Salt1 != pos.Salt1 || fh.Salt2 != pos.Salt2 || fh.Checksum1 != pos.Cksum1 || fh.Checksum2 != pos.Cksum2 {
+			return fmt.Errorf("%w: WAL frame %d changed", errDiscontinuity, pos.Frame)
+		}
+		h, err := d.readIndex()
+		if err != nil {
+			return err
+		}
+		if h.Salt1 != pos.Salt1 || h.MaxFrame < pos.Frame {
+			return fmt.Errorf("%w: the wal-index no longer covers frame %d", errDiscontinuity, pos.Frame)
+		}
+	}
+	d.walHdr = wh
+	return nil
+}
+
+// recoverSpool advances st past objects that were spooled but not yet
+// recorded in state.json when walsync stopped.
+func (d *DB) recoverSpool(st *spoolState) error {
+	entries, err := d.spool.entries()
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Seq < st.NextSeq || e.Snapshot {
+			continue // snapshots are written with their state in one step
+		}
+		h, pos, err := d.spool.segmentEnd(e)
+		if err != nil {
+			return err
+		}
+		if h.Generation.String() != st.Generation {
+			continue
+		}
+		st.Pos, st.NextSeq, st.Changed = pos, e.Seq+1, true
+		d.log.Info("recovered a spooled segment not yet in local state", "seq", e.Seq)
+	}
+	if err := d.checkPosition(st.Pos); err != nil {
+		return err
+	}
+	return nil
+}
+
+// nextSeqFromBucket finds the next free segment number for the name: one
+// listing of <name>/wal/ when there is no local state to say it.
+func (d *DB) nextSeqFromBucket(ctx context.Context, st *spoolState) (uint64, error) {
+	next := uint64(1)
+	if st != nil && st.Name == d.Name && st.Bucket == d.w.Storage.String() {
+		next = st.NextSeq
+	}
+	for obj, err := range d.w.Storage.List(ctx, d.Name+"/"+walsync.SegmentDir+"/") {
+		if err != nil {
+			return 0, err
+		}
+		if k, ok := walsync.ParseKey(obj.Key); ok && k.Kind == walsync.KindSegment && k.Name == d.Name && k.Seq >= next {
+			next = k.Seq + 1
+		}
+	}
+	// Spooled but not uploaded objects of an earlier generation count too.
+	if entries, err := d.spool.entries(); err == nil {
+		for _, e := range entries {
+			if e.Seq >= next {
+				next = e.Seq + 1
+			}
+		}
+	}
+	return next, nil
+}
+
+// readIndex reads the wal-index header, retrying a few times over a
+// concurrent update.
+func (d *DB) readIndex() (walIndexHeader, error) {
+	var err error
+	for i := 0; i < 50; i++ {
+		var h walIndexHeader
+		if h, err = readWALIndexHeader(d.shmf); err == nil {
+			return h, nil
+		}
+		time.Sleep(time.Duration(i+1) * 100 * time.Microsecond)
+	}
+	return walIndexHeader{}, fmt.Errorf("read wal-index %s-shm: %w", d.Path, err)
+}
+
+// newGeneration starts a generation: a snapshot at a pinned commit, then
+// segments continue from it. Called with d.mu held.
+func (d *DB) newGeneration(ctx context.Context, reason string) error {
+	var gen walsync.Generation
+	if _, err := rand.Read(gen[:]); err != nil {
+		return err
+	}
+	d.log.Warn("starting a new generation", "reason", reason, "generation", gen.String())
+	d.gen = gen
+	d.st.Generation = gen.String()
+	d.st.DBDevice, d.st.DBInode = d.dev, d.ino
+	return d.snapshot(ctx, false)
+}
+
+// snapshot writes a snapshot of the current generation into the spool.
+// It locks writers out for as long as it takes to read the wal-index and
+// index the WAL, then copies pages under the read transaction of the
+// current pin while writers continue. In a running generation
+// (captureFirst) the frames committed so far are captured first, so the
+// snapshot sits exactly at the end of the segments before it. Called with
+// d.mu held.
+func (d *DB) snapshot(ctx context.Context, captureFirst bool) error {
+	d.w.snapshotSem <- struct{}{}
+	defer func() { <-d.w.snapshotSem }()
+	start := d.now()
+	lock := d.pins[1-d.cur]
+	if err := lock.lockWriters(); err != nil {
+		return err
+	}
+	locked := true
+	unlock := func() {
+		if locked {
+			lock.end() //nolint:errcheck // best effort
+			locked = false
+		}
+	}
+	defer unlock()
+	// Frames committed up to now: captured into the old position first,
+	// so a snapshot of the running generation loses nothing in between.
+	if captureFirst {
+		if _, err := d.capture(); err != nil {
+			return err
+		}
+	}
+	pin := d.pins[d.cur]
+	if err := pin.end(); err != nil {
+		return err
+	}
+	if err := pin.begin(); err != nil {
+		return err
+	}
+	h, err := d.readIndex()
+	if err != nil {
+		return err
+	}
+	d.atZero = h.NBackfill == h.MaxFrame
+	view := &pageView{db: d.dbf, pageSize: d.st.PageSize}
+	if err := view.loadWAL(d.Path, d.shmf, d.walf); err != nil {
+		return err
+	}
+	unlock()
+	if view.maxFrame == 0 {
+		fi, err := d.dbf.Stat()
+		if err != nil {
+			return err
+		}
+		view.dbPages = uint32(fi.Size() / int64(d.st.PageSize))
+	}
+	// The position the generation continues from.
+	pos := position{DBPages: view.dbPages}
+	if view.maxFrame > 0 {
+		pos = position{Salt1: view.salt1, Salt2: view.salt2, CkptSeq: view.ckptSeq, Frame: view.maxFrame,
+			Cksum1: view.cksum1, Cksum2: view.cksum2, BigEndian: view.bigEndian, HeaderKnown: true, DBPages: view.dbPages}
+		d.walHdr, _ = wal.ReadHeader(d.walf)
+	} else if wh, err := wal.ReadHeader(d.walf); err == nil && wh.Salt1 == h.Salt1 && wh.Salt2 == h.Salt2 {
+		pos = position{Salt1: wh.Salt1, Salt2: wh.Salt2, CkptSeq: wh.CheckpointSeq, Cksum1: wh.Checksum1,
+			Cksum2: wh.Checksum2, BigEndian: wh.BigEndianChecksum(), HeaderKnown: true, DBPages: view.dbPages}
+		d.walHdr = wh
+	}
+	seq := d.st.NextSeq
+	hdr := walsync.ObjectHeader{
+		Kind: walsync.KindByteSnapshot, Generation: d.gen, PageSize: d.st.PageSize, PageCount: view.dbPages,
+		WALSalt1: view.salt1, WALSalt2: view.salt2, WALCheckpointSeq: view.ckptSeq, WALFrame: view.maxFrame,
+		WALChecksum1: view.cksum1, WALChecksum2: view.cksum2, WALBigEndian: view.bigEndian,
+		Seq: seq, Created: start,
+	}
+	err = d.spool.writeFile(entryName(seq, true), func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 256<<10)
+		ow, err := walsync.NewObjectWriter(bw, hdr)
+		if err != nil {
+			return err
+		}
+		if err := view.copyPages(ctx, ow, nil); err != nil {
+			return err
+		}
+		if err := ow.Close(); err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
+	if err != nil {
+		return fmt.Errorf("snapshot %s: %w", d.Path, err)
+	}
+	d.st.Pos = pos
+	d.st.Snapshot = start
+	d.st.Changed = false
+	if err := d.spool.saveState(d.st); err != nil {
+		return err
+	}
+	d.log.Info("snapshot spooled", "generation", d.gen.String(), "seq", seq, "wal_frame", view.maxFrame,
+		"db_bytes", int64(view.dbPages)*int64(d.st.PageSize), "duration", d.now().Sub(start).Round(time.Millisecond))
+	d.w.notifyUpload(d)
+	return nil
+}
+
+// sync captures new commits and moves the pin forward. Called by the
+// watcher when the WAL or the database file changed, and periodically.
+func (d *DB) sync(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.opened || d.failed != nil {
+		return d.failed
+	}
+	if replaced, err := d.replaced(); err != nil {
+		return err
+	} else if replaced {
+		d.closeFiles()
+		d.opened = false
+		d.mu.Unlock()
+		err := d.open(ctx)
+		d.mu.Lock()
+		return err
+	}
+	n, err := d.capture()
+	if errors.Is(err, errDiscontinuity) {
+		return d.newGeneration(ctx, err.Error())
+	}
+	if err != nil {
+		return err
+	}
+	h, err := d.readIndex()
+	if err != nil {
+		return err
+	}
+	// Move the pin when frames were captured (checkpoints may now go
+	// further) or when everything is checkpointed and the pin still uses
+	// the WAL (a checkpoint waiting to restart or truncate the WAL may be
+	// waiting for exactly that).
+	d.log.Debug("sync", "captured", n, "max_frame", h.MaxFrame, "backfill", h.NBackfill, "at_zero", d.atZero)
+	if n > 0 || (h.NBackfill == h.MaxFrame && !d.atZero) {
+		if err := d.cycle(); errors.Is(err, errDiscontinuity) {
+			return d.newGeneration(ctx, err.Error())
+		} else if err != nil {
+			return err
+		}
+	}
+	if n > 0 {
+		d.lastActivity = d.now()
+		d.recheck = 0
+	}
+	// A checkpoint writes the database file, then records its progress in
+	// the wal-index (shared memory: no file event), then may wait for our
+	// pin to leave the WAL so it can restart or truncate it. So while the
+	// WAL is not fully checkpointed and the database was active recently,
+	// look again soon, backing off from 5 ms to 1 s.
+	if h.NBackfill != h.MaxFrame && d.now().Sub(d.lastActivity) < 10*time.Second {
+		d.recheck = min(max(2*d.recheck, 5*time.Millisecond), time.Second)
+		d.w.syncAfter(d, d.recheck)
+	}
+	return nil
+}
+
+// cycle moves the read transaction forward without ever dropping it: the
+// other pin begins first, everything committed up to now is captured
+// under the old pin's protection, then the old pin lets go.
+func (d *DB) cycle() error {
+	next := d.pins[1-d.cur]
+	if err := next.begin(); err != nil {
+		return err
+	}
+	h, err := d.readIndex()
+	if err != nil {
+		next.end() //nolint:errcheck
+		return err
+	}
+	atZero := h.NBackfill == h.MaxFrame
+	if _, err := d.capture(); err != nil {
+		next.end() //nolint:errcheck
+		return err
+	}
+	if err := d.pins[d.cur].end(); err != nil {
+		return err
+	}
+	d.cur = 1 - d.cur
+	d.atZero = atZero
+	return nil
+}
+
+// capture copies the frames committed after the position into one spool
+// segment and advances the position. It returns the number of frames.
+func (d *DB) capture() (int, error) {
+	h, err := d.readIndex()
+	if err != nil {
+		return 0, err
+	}
+	pos := d.st.Pos
+	if !pos.HeaderKnown || h.Salt1 != pos.Salt1 || h.Salt2 != pos.Salt2 {
+		// The WAL was restarted (one or more times) or had no header.
+		if h.MaxFrame == 0 {
+			return 0, nil // nothing written to the new WAL yet
+		}
+		if !d.atZero {
+			return 0, fmt.Errorf("%w: the WAL was restarted while frames after %d may not have been captured", errDiscontinuity, pos.Frame)
+		}
+		wh, err := wal.ReadHeader(d.walf)
+		if err != nil || wh.Salt1 != h.Salt1 || wh.Salt2 != h.Salt2 {
+			return 0, nil // header not written yet; the next event brings it
+		}
+		if pos.HeaderKnown {
+			k := wh.CheckpointSeq - pos.CkptSeq
+			if k == 0 || wh.Salt1-pos.Salt1 != k {
+				return 0, fmt.Errorf("%w: WAL restarted with checkpoint sequence %d -> %d and salt %08x -> %08x", errDiscontinuity, pos.CkptSeq, wh.CheckpointSeq, pos.Salt1, wh.Salt1)
+			}
+		}
+		d.log.Debug("WAL restarted", "salt1", fmt.Sprintf("%08x", wh.Salt1), "checkpoint_seq", wh.CheckpointSeq)
+		pos = position{Salt1: wh.Salt1, Salt2: wh.Salt2, CkptSeq: wh.CheckpointSeq, Cksum1: wh.Checksum1,
+			Cksum2: wh.Checksum2, BigEndian: wh.BigEndianChecksum(), HeaderKnown: true, DBPages: pos.DBPages}
+		d.walHdr = wh
+		d.st.Pos = pos
+	}
+	if h.MaxFrame == pos.Frame {
+		return 0, nil
+	}
+	if h.MaxFrame < pos.Frame {
+		return 0, fmt.Errorf("%w: the wal-index went back from frame %d to %d", errDiscontinuity, pos.Frame, h.MaxFrame)
+	}
+	if d.walHdr.Salt1 != pos.Salt1 || d.walHdr.Salt2 != pos.Salt2 || d.walHdr.Magic == 0 {
+		if d.walHdr, err = wal.ReadHeader(d.walf); err != nil {
+			return 0, fmt.Errorf("%w: WAL header: %v", errDiscontinuity, err)
+		}
+	}
+	sc, err := wal.NewScannerAt(d.walf, d.walHdr, pos.Frame, pos.Cksum1, pos.Cksum2)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", errDiscontinuity, err)
+	}
+	seq := d.st.NextSeq
+	hdr := walsync.ObjectHeader{
+		Kind: walsync.KindByteSegment, Generation: d.gen, PageSize: d.st.PageSize,
+		WALSalt1: pos.Salt1, WALSalt2: pos.Salt2, WALCheckpointSeq: pos.CkptSeq, WALFrame: pos.Frame + 1,
+		WALChecksum1: pos.Cksum1, WALChecksum2: pos.Cksum2, WALBigEndian: pos.BigEndian,
+		Seq: seq, Created: d.now(),
+	}
+	end := pos
+	var n uint32
+	err = d.spool.writeFile(entryName(seq, false), func(w io.Writer) error {
+		f := w.(*os.File)
+		// The header is rewritten once the frame count is known; the
+		// content follows it, so write a placeholder first.
+		bw := bufio.NewWriterSize(f, 256<<10)
+		ow, err := walsync.NewObjectWriter(bw, hdr)
+		if err != nil {
+			return err
+		}
+		for sc.Next() {
+			idx, fh, _ := sc.Frame()
+			if _, err := ow.Write(sc.FrameBytes()); err != nil {
+				return err
+			}
+			n++
+			if fh.IsCommit() {
+				c1, c2 := sc.Checksum()
+				end.Frame, end.Cksum1, end.Cksum2, end.DBPages = idx, c1, c2, fh.Commit
+			}
+			if idx == h.MaxFrame {
+				break
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return err
+		}
+		if end.Frame != h.MaxFrame {
+			return fmt.Errorf("%w: the wal-index says frame %d is committed, the WAL's valid frames end at %d", errDiscontinuity, h.MaxFrame, end.Frame)
+		}
+		if err := ow.Close(); err != nil {
+			return err
+		}
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		hdr.FrameCount, hdr.PageCount = n, end.DBPages
+		hb, _ := hdr.MarshalBinary()
+		_, err = f.WriteAt(hb, 0)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	d.st.Pos = end
+	d.st.NextSeq = seq + 1
+	d.st.Changed = true
+	if err := d.spool.saveState(d.st); err != nil {
+		return 0, err
+	}
+	d.log.Debug("captured", "seq", seq, "frames", n, "wal_frame", end.Frame)
+	d.w.metrics.addCaptured(int(n))
+	d.w.notifyUpload(d)
+	return int(n), nil
+}
+
+// replaced reports whether the path now names another file.
+func (d *DB) replaced() (bool, error) {
+	fi, err := os.Stat(d.Path)
+	if err != nil {
+		return false, fmt.Errorf("database %s: %w", d.Path, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false, nil
+	}
+	return uint64(st.Dev) != d.dev || st.Ino != d.ino, nil
+}
+
+// periodicSnapshot takes a snapshot when the interval has passed and the
+// database changed since the last one: an idle database costs nothing.
+func (d *DB) periodicSnapshot(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.opened || d.failed != nil || !d.st.Changed || d.w.SnapshotInterval <= 0 ||
+		d.now().Sub(d.st.Snapshot) < d.w.SnapshotInterval {
+		return nil
+	}
+	err := d.snapshot(ctx, true)
+	if errors.Is(err, errDiscontinuity) {
+		return d.newGeneration(ctx, err.Error())
+	}
+	return err
+}
+
+// close ends the pins (the WAL stays: PERSIST_WAL) and closes the files,
+// in that order (POSIX locks).
+func (d *DB) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closeFiles()
+	d.opened = false
+}
+
+func (d *DB) closeFiles() {
+	for i, p := range d.pins {
+		if p != nil {
+			p.close() //nolint:errcheck
+			d.pins[i] = nil
+		}
+	}
+	for _, f := range []**os.File{&d.walf, &d.shmf, &d.dbf} {
+		if *f != nil {
+			(*f).Close()
+			*f = nil
+		}
+	}
+}
+
+func fileID(f *os.File) (dev, ino uint64, err error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, 0, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, 0, nil
+	}
+	return uint64(st.Dev), st.Ino, nil
+}

@@ -1,0 +1,99 @@
+package replicate
+
+import (
+	"database/sql/driver"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	sqlite3 "github.com/mattn/go-sqlite3"
+)
+
+// pinConn is a bare SQLite connection (no database/sql pool, no
+// goroutine) used only to hold a read transaction, or briefly the write
+// lock. Its whole job is to make SQLite's own locking keep frames in place
+// until walsync has copied them; it never changes the database.
+type pinConn struct {
+	conn *sqlite3.SQLiteConn
+	path string
+	open bool // a transaction is open
+}
+
+// openPin opens a connection to the database at path. The file must exist.
+func openPin(path string, busy time.Duration) (*pinConn, error) {
+	u := url.URL{Path: path}
+	dsn := fmt.Sprintf("file:%s?mode=rw&_busy_timeout=%d", u.EscapedPath(), busy.Milliseconds())
+	c, err := (&sqlite3.SQLiteDriver{}).Open(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, sqliteErr(err))
+	}
+	p := &pinConn{conn: c.(*sqlite3.SQLiteConn), path: path}
+	// Keep the WAL when this is the last connection to close: walsync's
+	// own exit must not checkpoint and delete the WAL, or the next start
+	// could not prove that no frame was lost in between.
+	if err := p.conn.SetFileControlInt("main", sqlite3.SQLITE_FCNTL_PERSIST_WAL, 1); err != nil {
+		p.conn.Close()
+		return nil, fmt.Errorf("open %s: persist WAL: %w", path, sqliteErr(err))
+	}
+	return p, nil
+}
+
+func (p *pinConn) exec(q string) error {
+	if _, err := p.conn.Exec(q, nil); err != nil {
+		return sqliteErr(err)
+	}
+	return nil
+}
+
+// begin opens a read transaction on the newest commit.
+func (p *pinConn) begin() error {
+	if err := p.exec("BEGIN; SELECT count(*) FROM sqlite_master"); err != nil {
+		p.exec("ROLLBACK") //nolint:errcheck // ends whatever BEGIN started
+		return fmt.Errorf("begin read transaction on %s: %w", p.path, err)
+	}
+	p.open = true
+	return nil
+}
+
+// lockWriters takes the write lock (and a read transaction on the newest
+// commit): no other connection can commit until end.
+func (p *pinConn) lockWriters() error {
+	if err := p.exec("BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("lock %s against writers: %w", p.path, err)
+	}
+	p.open = true
+	return nil
+}
+
+// end ends the open transaction, if any.
+func (p *pinConn) end() error {
+	if !p.open {
+		return nil
+	}
+	p.open = false
+	if err := p.exec("ROLLBACK"); err != nil {
+		return fmt.Errorf("end transaction on %s: %w", p.path, err)
+	}
+	return nil
+}
+
+// journalMode returns the database's journal mode, lower case.
+func (p *pinConn) journalMode() (string, error) {
+	rows, err := p.conn.Query("PRAGMA journal_mode", nil)
+	if err != nil {
+		return "", sqliteErr(err)
+	}
+	defer rows.Close()
+	dest := make([]driver.Value, 1)
+	if err := rows.Next(dest); err != nil {
+		return "", sqliteErr(err)
+	}
+	s, _ := dest[0].(string)
+	return strings.ToLower(s), nil
+}
+
+func (p *pinConn) close() error {
+	p.end() //nolint:errcheck // Close ends it anyway
+	return p.conn.Close()
+}

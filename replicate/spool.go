@@ -1,0 +1,283 @@
+package replicate
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/walsync/walsync"
+	"github.com/walsync/walsync/wal"
+)
+
+// The spool is the durable local queue between capture and upload, one per
+// database, in a hidden directory beside it (.app.db-walsync/):
+//
+//	state.json                   capture position, generation, next sequence number
+//	<seq>.0.snapshot             a snapshot object waiting for upload
+//	<seq>.1.segment              a segment object waiting for upload
+//
+// Names sort in upload order: a generation's snapshot (Seq = the first
+// segment continuing it) goes before that segment. Every file is written
+// to a temporary name, fsynced, renamed, and the directory fsynced, before
+// state.json moves past it; so after any crash the spool holds every
+// captured frame, and state.json is at most one object behind (recovered by
+// reading that object). The uploader deletes a file only once the bucket
+// holds it. The VFS capture (vfs/) feeds the same spool.
+
+const (
+	stateFileName  = "state.json"
+	snapshotSuffix = ".0.snapshot"
+	segmentSuffix  = ".1.segment"
+	spoolTempGlob  = ".tmp-*"
+	stateVersion   = 1
+)
+
+// position is a place in the source WAL: everything up to and including
+// Frame has been captured, and Cksum1/2 is the WAL's running checksum after
+// it (or the header's checksum when Frame is 0).
+type position struct {
+	Salt1       uint32 `json:"salt1"`
+	Salt2       uint32 `json:"salt2"`
+	CkptSeq     uint32 `json:"checkpoint_seq"`
+	Frame       uint32 `json:"frame"`
+	Cksum1      uint32 `json:"cksum1"`
+	Cksum2      uint32 `json:"cksum2"`
+	BigEndian   bool   `json:"big_endian"`
+	HeaderKnown bool   `json:"header_known"` // false: no WAL header seen yet (empty or absent WAL)
+	DBPages     uint32 `json:"db_pages"`
+}
+
+// spoolState is state.json.
+type spoolState struct {
+	Version    int       `json:"version"`
+	Name       string    `json:"name"`
+	Bucket     string    `json:"bucket"`
+	Generation string    `json:"generation"`
+	NextSeq    uint64    `json:"next_seq"`
+	Pos        position  `json:"position"`
+	PageSize   uint32    `json:"page_size"`
+	DBDevice   uint64    `json:"db_device"`
+	DBInode    uint64    `json:"db_inode"`
+	Snapshot   time.Time `json:"last_snapshot"`
+	// Changed is set when frames were captured after the last snapshot:
+	// the periodic snapshot is skipped for an unchanged database.
+	Changed bool `json:"changed_since_snapshot"`
+}
+
+func (s spoolState) generation() (walsync.Generation, error) {
+	var g walsync.Generation
+	b, err := hex.DecodeString(s.Generation)
+	if err != nil || len(b) != len(g) {
+		return g, fmt.Errorf("state.json: bad generation %q", s.Generation)
+	}
+	copy(g[:], b)
+	return g, nil
+}
+
+type spool struct {
+	dir string
+}
+
+// spoolDir is the spool directory for the database at path.
+func spoolDir(dbPath string) string {
+	return filepath.Join(filepath.Dir(dbPath), "."+filepath.Base(dbPath)+"-walsync")
+}
+
+func openSpool(dbPath string) (*spool, error) {
+	dir := spoolDir(dbPath)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create spool %s: %w", dir, err)
+	}
+	s := &spool{dir: dir}
+	// Temporary files are from writes a crash interrupted: never valid.
+	if olds, _ := filepath.Glob(filepath.Join(dir, spoolTempGlob)); len(olds) > 0 {
+		for _, o := range olds {
+			os.Remove(o)
+		}
+	}
+	return s, nil
+}
+
+// loadState reads state.json; a missing file is (nil, nil).
+func (s *spool) loadState() (*spoolState, error) {
+	b, err := os.ReadFile(filepath.Join(s.dir, stateFileName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", filepath.Join(s.dir, stateFileName), err)
+	}
+	var st spoolState
+	if err := json.Unmarshal(b, &st); err != nil || st.Version != stateVersion {
+		return nil, fmt.Errorf("%s: unreadable local state (%v)", filepath.Join(s.dir, stateFileName), err)
+	}
+	return &st, nil
+}
+
+// saveState replaces state.json atomically and durably.
+func (s *spool) saveState(st *spoolState) error {
+	st.Version = stateVersion
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return s.writeFile(stateFileName, func(w io.Writer) error {
+		_, err := w.Write(append(b, '\n'))
+		return err
+	})
+}
+
+// writeFile writes name in the spool through a temporary file: fsync,
+// rename, fsync the directory.
+func (s *spool) writeFile(name string, fill func(w io.Writer) error) error {
+	f, err := os.CreateTemp(s.dir, spoolTempGlob)
+	if err != nil {
+		return fmt.Errorf("spool %s: %w", s.dir, err)
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("spool %s: %w", filepath.Join(s.dir, name), err)
+	}
+	if err := fill(f); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(s.dir, name)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("spool %s: %w", filepath.Join(s.dir, name), err)
+	}
+	return syncDir(s.dir)
+}
+
+// spoolEntry is one object waiting for upload.
+type spoolEntry struct {
+	Name     string
+	Seq      uint64
+	Snapshot bool
+}
+
+func (e spoolEntry) path(s *spool) string { return filepath.Join(s.dir, e.Name) }
+
+func entryName(seq uint64, snapshot bool) string {
+	if snapshot {
+		return fmt.Sprintf("%020d%s", seq, snapshotSuffix)
+	}
+	return fmt.Sprintf("%020d%s", seq, segmentSuffix)
+}
+
+// entries lists the objects waiting for upload, in upload order.
+func (s *spool) entries() ([]spoolEntry, error) {
+	des, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("read spool %s: %w", s.dir, err)
+	}
+	var out []spoolEntry
+	for _, de := range des {
+		n := de.Name()
+		var snap bool
+		var stem string
+		switch {
+		case strings.HasSuffix(n, snapshotSuffix):
+			snap, stem = true, strings.TrimSuffix(n, snapshotSuffix)
+		case strings.HasSuffix(n, segmentSuffix):
+			stem = strings.TrimSuffix(n, segmentSuffix)
+		default:
+			continue
+		}
+		seq, err := strconv.ParseUint(stem, 10, 64)
+		if err != nil {
+			continue
+		}
+		out = append(out, spoolEntry{Name: n, Seq: seq, Snapshot: snap})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// remove deletes an uploaded entry.
+func (s *spool) remove(e spoolEntry) error {
+	if err := os.Remove(e.path(s)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return syncDir(s.dir)
+}
+
+// readEntryHeader reads the object header of a spooled entry.
+func (s *spool) readEntryHeader(e spoolEntry) (walsync.ObjectHeader, error) {
+	f, err := os.Open(e.path(s))
+	if err != nil {
+		return walsync.ObjectHeader{}, err
+	}
+	defer f.Close()
+	return walsync.ReadObjectHeaderOnly(f)
+}
+
+// segmentEnd reads a spooled segment and returns the position after its
+// last frame: used to recover state.json after a crash between writing
+// the segment and saving the state.
+func (s *spool) segmentEnd(e spoolEntry) (walsync.ObjectHeader, position, error) {
+	f, err := os.Open(e.path(s))
+	if err != nil {
+		return walsync.ObjectHeader{}, position{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return walsync.ObjectHeader{}, position{}, err
+	}
+	or, err := walsync.NewObjectReader(f, fi.Size())
+	if err != nil {
+		return walsync.ObjectHeader{}, position{}, fmt.Errorf("%s: %w", e.path(s), err)
+	}
+	defer or.Close()
+	h := or.Header
+	frame := make([]byte, wal.FrameHeaderSize+int(h.PageSize))
+	var last wal.FrameHeader
+	n := uint32(0)
+	for {
+		if _, err := io.ReadFull(or, frame); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return h, position{}, fmt.Errorf("%s: %w", e.path(s), err)
+		}
+		last = wal.ParseFrameHeader(frame)
+		n++
+	}
+	if n == 0 || n != h.FrameCount || !last.IsCommit() {
+		return h, position{}, fmt.Errorf("%s: %w: %d frames, header says %d", e.path(s), walsync.ErrFormat, n, h.FrameCount)
+	}
+	return h, position{
+		Salt1: h.WALSalt1, Salt2: h.WALSalt2, CkptSeq: h.WALCheckpointSeq,
+		Frame: h.WALFrame + n - 1, Cksum1: last.Checksum1, Cksum2: last.Checksum2,
+		BigEndian: h.WALBigEndian, HeaderKnown: true, DBPages: last.Commit,
+	}, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}

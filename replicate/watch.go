@@ -1,0 +1,497 @@
+package replicate
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/walsync/walsync"
+)
+
+// Watcher replicates any number of databases in one process: it follows
+// their WALs (file-system notifications, with polling as a fallback and a
+// safety net), captures commits into each database's spool, and uploads
+// spooled objects with bounded concurrency over one shared storage client.
+// An idle database costs no storage request at all.
+type Watcher struct {
+	Storage walsync.Storage
+	Logger  *slog.Logger
+	// SnapshotInterval: a database that changed gets a new snapshot this
+	// often. Zero or negative: only the snapshot that starts a generation.
+	SnapshotInterval time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// BusyTimeout bounds waits for SQLite locks. Zero means 30 s.
+	BusyTimeout time.Duration
+	// Uploads is the number of concurrent uploads. Zero means 4.
+	Uploads int
+	// Snapshots is the number of concurrent snapshots. Zero means 1.
+	Snapshots int
+	// PollInterval is how often files are checked for changes when
+	// notifications are unavailable (ten times less often as a safety net
+	// when they work). Zero means 1 s.
+	PollInterval time.Duration
+	// ShutdownTimeout bounds the final capture and upload when the context
+	// ends. Zero means 30 s.
+	ShutdownTimeout time.Duration
+
+	dbs         []*DB
+	byFile      map[string]*DB // database and -wal paths
+	snapshotSem chan struct{}
+	syncQ       chan *DB
+	uploadQ     chan *DB
+	qmu         sync.Mutex
+	upMu        map[*DB]*sync.Mutex
+	metrics     metrics
+	started     atomic.Bool
+	stopping    atomic.Bool
+}
+
+// metrics are the counters the watcher keeps (exported later as
+// Prometheus metrics).
+type metrics struct {
+	framesCaptured  atomic.Int64
+	objectsUploaded atomic.Int64
+	bytesUploaded   atomic.Int64
+	uploadErrors    atomic.Int64
+}
+
+func (m *metrics) addCaptured(n int) { m.framesCaptured.Add(int64(n)) }
+
+// Stats is a snapshot of the watcher's counters.
+type Stats struct {
+	FramesCaptured, ObjectsUploaded, BytesUploaded, UploadErrors int64
+}
+
+// Stats returns the counters.
+func (w *Watcher) Stats() Stats {
+	return Stats{w.metrics.framesCaptured.Load(), w.metrics.objectsUploaded.Load(),
+		w.metrics.bytesUploaded.Load(), w.metrics.uploadErrors.Load()}
+}
+
+func (w *Watcher) now() time.Time {
+	if w.Now != nil {
+		return w.Now()
+	}
+	return time.Now()
+}
+
+func (w *Watcher) busyTimeout() time.Duration {
+	if w.BusyTimeout > 0 {
+		return w.BusyTimeout
+	}
+	return 30 * time.Second
+}
+
+func (w *Watcher) logger() *slog.Logger {
+	if w.Logger != nil {
+		return w.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Add registers a database (absolute path) under name. Call before Run.
+func (w *Watcher) Add(path, name string) error {
+	if w.started.Load() {
+		return errors.New("watcher already running")
+	}
+	if err := walsync.ValidateName(name); err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	if w.byFile == nil {
+		w.byFile = map[string]*DB{}
+	}
+	if _, dup := w.byFile[abs]; dup {
+		return fmt.Errorf("database %s given twice", abs)
+	}
+	for _, d := range w.dbs {
+		if d.Name == name {
+			return fmt.Errorf("databases %s and %s would share the name %q", d.Path, abs, name)
+		}
+	}
+	d := &DB{Path: abs, Name: name, w: w, log: w.logger().With("db", name), jitter: rand.Float64()}
+	w.dbs = append(w.dbs, d)
+	w.byFile[abs] = d
+	w.byFile[abs+"-wal"] = d
+	return nil
+}
+
+// Run replicates until ctx ends, then captures and uploads what is left
+// (bounded by ShutdownTimeout) and returns. A database that cannot be
+// opened is an error at start; later failures are logged and retried.
+func (w *Watcher) Run(ctx context.Context) error {
+	if len(w.dbs) == 0 {
+		return errors.New("no databases to watch")
+	}
+	w.started.Store(true)
+	w.snapshotSem = make(chan struct{}, max(1, w.Snapshots))
+	w.syncQ = make(chan *DB, len(w.dbs))
+	w.uploadQ = make(chan *DB, len(w.dbs))
+	w.upMu = map[*DB]*sync.Mutex{}
+	for _, d := range w.dbs {
+		w.upMu[d] = &sync.Mutex{}
+	}
+	if err := w.Storage.Prepare(ctx); err != nil {
+		return err
+	}
+
+	// Workers: uploads run until the very end (after the final capture).
+	upCtx, stopUploads := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopUploads()
+	var upWG sync.WaitGroup
+	uploads := w.Uploads
+	if uploads <= 0 {
+		uploads = 4
+	}
+	for i := 0; i < uploads; i++ {
+		upWG.Add(1)
+		go func() {
+			defer upWG.Done()
+			w.uploadWorker(upCtx)
+		}()
+	}
+
+	for _, d := range w.dbs {
+		if err := d.open(ctx); err != nil {
+			w.closeAll()
+			stopUploads()
+			upWG.Wait()
+			return fmt.Errorf("%s: %w", d.Path, err)
+		}
+		// Spooled objects of an earlier run go out first.
+		w.notifyUpload(d)
+	}
+
+	notify, err := w.startNotify()
+	poll := w.PollInterval
+	if poll <= 0 {
+		poll = time.Second
+	}
+	if err != nil {
+		w.logger().Warn("file notifications unavailable; polling", "interval", poll, "err", err)
+	} else {
+		defer notify.Close()
+		poll *= 10
+	}
+
+	syncCtx, stopSyncs := context.WithCancel(context.WithoutCancel(ctx))
+	var syncWG sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		syncWG.Add(1)
+		go func() {
+			defer syncWG.Done()
+			w.syncWorker(syncCtx)
+		}()
+	}
+	w.logger().Info("watching", "databases", len(w.dbs), "bucket", w.Storage.String())
+
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	if notify != nil {
+		events, errs = notify.Events, notify.Errors
+	}
+	stats := map[*DB]fileState{}
+	pollTick := time.NewTicker(poll)
+	defer pollTick.Stop()
+	// Periodic work is spread over the interval (start-up jitter), so a
+	// thousand databases do not snapshot at once.
+	snapTick := time.NewTicker(time.Second)
+	defer snapTick.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case ev := <-events:
+			if d := w.byFile[ev.Name]; d != nil {
+				w.enqueueSync(d)
+			}
+		case err := <-errs:
+			w.logger().Warn("file notification error; checking every database", "err", err)
+			for _, d := range w.dbs {
+				w.enqueueSync(d)
+			}
+		case <-pollTick.C:
+			for _, d := range w.dbs {
+				if fs := statFiles(d.Path); fs != stats[d] {
+					stats[d] = fs
+					w.enqueueSync(d)
+				}
+			}
+		case <-snapTick.C:
+			for _, d := range w.dbs {
+				if w.SnapshotInterval > 0 && d.snapshotDue() {
+					go w.runSnapshot(syncCtx, d)
+				}
+			}
+		}
+	}
+
+	// Shutdown: capture what is committed, ship it, stop.
+	w.stopping.Store(true)
+	stopSyncs()
+	syncWG.Wait()
+	w.logger().Info("shutting down: shipping what was captured")
+	timeout := w.ShutdownTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	for _, d := range w.dbs {
+		if err := d.sync(context.Background()); err != nil {
+			d.log.Error("final capture failed", "err", err)
+		}
+	}
+	stopUploads()
+	upWG.Wait()
+	finalCtx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	var left int
+	for _, d := range w.dbs {
+		if err := w.uploadAll(finalCtx, d); err != nil {
+			d.log.Error("could not ship everything before exit; it stays in the spool for the next start", "err", err)
+		}
+		if entries, err := d.spool.entries(); err == nil {
+			left += len(entries)
+		}
+	}
+	w.closeAll()
+	if left > 0 {
+		return fmt.Errorf("%d captured objects not yet uploaded (kept in the spool; the next start uploads them)", left)
+	}
+	return nil
+}
+
+func (w *Watcher) closeAll() {
+	for _, d := range w.dbs {
+		d.close()
+	}
+}
+
+// fileState is what the poller compares.
+type fileState struct {
+	walSize, dbSize   int64
+	walMtime, dbMtime time.Time
+}
+
+func statFiles(path string) fileState {
+	var s fileState
+	if fi, err := os.Stat(path + "-wal"); err == nil {
+		s.walSize, s.walMtime = fi.Size(), fi.ModTime()
+	}
+	if fi, err := os.Stat(path); err == nil {
+		s.dbSize, s.dbMtime = fi.Size(), fi.ModTime()
+	}
+	return s
+}
+
+// startNotify watches the directory of every database (one watch per
+// directory, not per file).
+func (w *Watcher) startNotify() (*fsnotify.Watcher, error) {
+	nw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, err
+	}
+	dirs := map[string]bool{}
+	for _, d := range w.dbs {
+		dir := filepath.Dir(d.Path)
+		if dirs[dir] {
+			continue
+		}
+		if err := nw.Add(dir); err != nil {
+			nw.Close()
+			return nil, fmt.Errorf("watch %s: %w", dir, err)
+		}
+		dirs[dir] = true
+	}
+	return nw, nil
+}
+
+func (w *Watcher) enqueueSync(d *DB) {
+	w.qmu.Lock()
+	if d.pending {
+		w.qmu.Unlock()
+		return
+	}
+	d.pending = true
+	w.qmu.Unlock()
+	w.syncQ <- d
+}
+
+// syncAfter queues a sync of d after delay.
+func (w *Watcher) syncAfter(d *DB, delay time.Duration) {
+	time.AfterFunc(delay, func() {
+		if !w.stopping.Load() {
+			w.enqueueSync(d)
+		}
+	})
+}
+
+func (w *Watcher) syncWorker(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case d := <-w.syncQ:
+			w.qmu.Lock()
+			d.pending = false
+			w.qmu.Unlock()
+			if err := d.sync(ctx); err != nil {
+				d.log.Error("capture failed; retrying on the next change", "err", err)
+			}
+		}
+	}
+}
+
+// snapshotDue is a cheap check without the database's lock.
+func (d *DB) snapshotDue() bool {
+	if !d.mu.TryLock() {
+		return false
+	}
+	defer d.mu.Unlock()
+	if !d.opened || d.st == nil || !d.st.Changed || d.snapshotting {
+		return false
+	}
+	// Jitter: up to a tenth of the interval, fixed per database.
+	jitter := time.Duration(d.jitter * float64(d.w.SnapshotInterval) / 10)
+	if d.now().Sub(d.st.Snapshot) < d.w.SnapshotInterval+jitter {
+		return false
+	}
+	d.snapshotting = true
+	return true
+}
+
+func (w *Watcher) runSnapshot(ctx context.Context, d *DB) {
+	defer func() {
+		d.mu.Lock()
+		d.snapshotting = false
+		d.mu.Unlock()
+	}()
+	if err := d.periodicSnapshot(ctx); err != nil {
+		d.log.Error("snapshot failed", "err", err)
+	}
+}
+
+func (w *Watcher) notifyUpload(d *DB) {
+	select {
+	case w.uploadQ <- d:
+	default: // already queued enough; the worker drains the whole spool
+	}
+}
+
+func (w *Watcher) uploadWorker(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case d := <-w.uploadQ:
+			if err := w.uploadAll(ctx, d); err != nil && ctx.Err() == nil {
+				w.metrics.uploadErrors.Add(1)
+				d.log.Error("upload failed; retrying", "err", err)
+				go func() {
+					select {
+					case <-ctx.Done():
+					case <-time.After(time.Duration(1+rand.IntN(5)) * time.Second):
+						w.notifyUpload(d)
+					}
+				}()
+			}
+		}
+	}
+}
+
+// uploadAll uploads d's spooled objects in order; the first failure stops
+// it (order matters: a segment never goes up before its snapshot).
+func (w *Watcher) uploadAll(ctx context.Context, d *DB) error {
+	mu := w.upMu[d]
+	mu.Lock()
+	defer mu.Unlock()
+	if d.spool == nil {
+		return nil
+	}
+	entries, err := d.spool.entries()
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := w.uploadEntry(ctx, d, e); err != nil {
+			return err
+		}
+		if err := d.spool.remove(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// uploadEntry puts one spooled object. Its key comes from its header. An
+// object already in the bucket with the same bytes is a retry after a crash
+// and counts as done; with other bytes, for a segment, another writer is
+// replicating this name: refused (SPEC: one writer per name).
+func (w *Watcher) uploadEntry(ctx context.Context, d *DB, e spoolEntry) error {
+	f, err := os.Open(e.path(d.spool))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	size, err := io.Copy(h, f)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", f.Name(), err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	hdr, err := walsync.ReadObjectHeaderOnly(f)
+	if err != nil {
+		return fmt.Errorf("spooled %s: %w", f.Name(), err)
+	}
+	t := hdr.Created
+	for attempt := 0; ; attempt++ {
+		key := walsync.SegmentKey(d.Name, hdr.Seq, t)
+		if e.Snapshot {
+			key = walsync.SnapshotKey(d.Name, t)
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		err := w.Storage.Put(ctx, key, f, size, sum)
+		if err == nil {
+			w.metrics.objectsUploaded.Add(1)
+			w.metrics.bytesUploaded.Add(size)
+			d.log.Debug("uploaded", "key", key, "bytes", size)
+			return nil
+		}
+		if !errors.Is(err, walsync.ErrExists) {
+			return err
+		}
+		info, serr := w.Storage.Stat(ctx, key)
+		if serr == nil && info.SHA256 == sum {
+			return nil // uploaded before a crash; the spool did not know
+		}
+		if !e.Snapshot {
+			return fmt.Errorf("segment %s exists with other bytes: another walsync is replicating %q into %s; stop one of them", key, d.Name, w.Storage)
+		}
+		if attempt >= 60 {
+			return err
+		}
+		t = t.Add(time.Second) // two snapshots in one second
+	}
+}

@@ -1,0 +1,364 @@
+package tests
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// watcher is a running `walsync watch` process.
+type watcher struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	log    strings.Builder
+	ready  chan struct{}
+	done   chan struct{}
+	exitOK bool
+}
+
+// startWatch starts walsync watch with args and waits until it watches.
+func startWatch(t *testing.T, c *cli, args ...string) *watcher {
+	t.Helper()
+	w := &watcher{t: t, ready: make(chan struct{}), done: make(chan struct{})}
+	w.cmd = exec.Command(binary, append([]string{"watch", "-v"}, args...)...)
+	w.cmd.Env = c.env
+	stderr, err := w.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.cmd.Stdout = io.Discard
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		once := sync.Once{}
+		for sc.Scan() {
+			line := sc.Text()
+			w.mu.Lock()
+			w.log.WriteString(line + "\n")
+			w.mu.Unlock()
+			if strings.Contains(line, "msg=watching") {
+				once.Do(func() { close(w.ready) })
+			}
+		}
+		err := w.cmd.Wait()
+		w.exitOK = err == nil
+		close(w.done)
+	}()
+	select {
+	case <-w.ready:
+	case <-w.done:
+		t.Fatalf("walsync watch exited before watching:\n%s", w.logs())
+	case <-time.After(2 * time.Minute):
+		w.cmd.Process.Kill()
+		t.Fatalf("walsync watch did not start:\n%s", w.logs())
+	}
+	t.Cleanup(func() {
+		select {
+		case <-w.done:
+		default:
+			w.cmd.Process.Kill()
+			<-w.done
+		}
+	})
+	return w
+}
+
+func (w *watcher) logs() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.log.String()
+}
+
+// stop sends SIGINT and waits: walsync ships what it captured, exits 0.
+func (w *watcher) stop() {
+	w.t.Helper()
+	w.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-w.done:
+	case <-time.After(2 * time.Minute):
+		w.cmd.Process.Kill()
+		w.t.Fatalf("walsync watch did not exit after SIGINT:\n%s", w.logs())
+	}
+	if !w.exitOK {
+		w.t.Fatalf("walsync watch exited with an error after SIGINT:\n%s", w.logs())
+	}
+	for _, bad := range []string{"panic:", "goroutine ", "level=ERROR"} {
+		if strings.Contains(w.logs(), bad) {
+			w.t.Fatalf("walsync watch logged %q:\n%s", bad, w.logs())
+		}
+	}
+}
+
+// kill sends SIGKILL and waits.
+func (w *watcher) kill() {
+	w.cmd.Process.Kill()
+	<-w.done
+}
+
+// verifyRestore restores name and compares it with the source after
+// wal_checkpoint(TRUNCATE), byte for byte.
+func verifyRestore(t *testing.T, tg target, app *sql.DB, src, name string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "restored.db")
+	tg.cli.ok(t, tg.args("restore", name, "-o", out)...)
+	want := checkpointed(t, app, src)
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqualFiles(t, got, src, want)
+	checkRestored(t, out)
+}
+
+func TestWatchSeveralDatabases(t *testing.T) {
+	eachTarget(t, func(t *testing.T, tg target) {
+		root := t.TempDir()
+		var srcs []string
+		for _, team := range []string{"romneys", "smiths", "jones"} {
+			dir := filepath.Join(root, team)
+			os.MkdirAll(dir, 0o755)
+			src := filepath.Join(dir, "app.db")
+			createDB(t, src, 4096, "wal", 500)
+			srcs = append(srcs, src)
+		}
+		w := startWatch(t, tg.cli, append(tg.args(srcs...), "--snapshot-interval", "0")...)
+		apps := make([]*sql.DB, len(srcs))
+		for i, src := range srcs {
+			apps[i] = openDB(t, src)
+			apps[i].SetMaxOpenConns(1)
+		}
+		for round := 0; round < 5; round++ {
+			for i, app := range apps {
+				insertBatches(t, app, 1000*round+i, 300, 30)
+			}
+		}
+		w.stop()
+		for i, team := range []string{"romneys", "smiths", "jones"} {
+			verifyRestore(t, tg, apps[i], srcs[i], team+"/app")
+		}
+	})
+}
+
+// The workloads of the issue, one database each, file backend and MinIO.
+func TestWatchWorkloads(t *testing.T) {
+	for _, wl := range []struct {
+		name     string
+		pageSize int
+		run      func(t *testing.T, app *sql.DB, w *watcher)
+	}{
+		{"transaction larger than the auto-checkpoint threshold", 4096, func(t *testing.T, app *sql.DB, w *watcher) {
+			exec1(t, app, "PRAGMA cache_size=50") // spill pages to the WAL mid-transaction
+			tx, _ := app.Begin()
+			for i := 0; i < 12000; i++ {
+				tx.Exec("INSERT INTO t (batch, v) VALUES (?, ?)", 99, strings.Repeat("big", 100))
+			}
+			tx.Exec("UPDATE counter SET n = n + 12000")
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			insertBatches(t, app, 100, 2000, 100)
+		}},
+		{"VACUUM", 4096, func(t *testing.T, app *sql.DB, w *watcher) {
+			insertBatches(t, app, 100, 3000, 100)
+			exec1(t, app, "DELETE FROM t WHERE id % 3 = 0")
+			exec1(t, app, "UPDATE counter SET n = (SELECT count(*) FROM t)")
+			exec1(t, app, "VACUUM")
+			insertBatches(t, app, 200, 500, 50)
+		}},
+		{"checkpoint TRUNCATE after every commit", 4096, func(t *testing.T, app *sql.DB, w *watcher) {
+			for i := 0; i < 60; i++ {
+				insertBatches(t, app, 100+i, 20, 20)
+				var busy, b, c int
+				start := time.Now()
+				if err := app.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &b, &c); err != nil {
+					t.Fatal(err)
+				}
+				if busy != 0 {
+					t.Logf("walsync logs:\n%s", w.logs())
+					t.Fatalf("wal_checkpoint(TRUNCATE) #%d could not complete (blocked %v): walsync must let it through", i, time.Since(start))
+				}
+			}
+		}},
+		{"page size 1024", 1024, func(t *testing.T, app *sql.DB, w *watcher) { insertBatches(t, app, 100, 3000, 100) }},
+		{"page size 65536", 65536, func(t *testing.T, app *sql.DB, w *watcher) { insertBatches(t, app, 100, 3000, 100) }},
+	} {
+		t.Run(wl.name, func(t *testing.T) {
+			eachTarget(t, func(t *testing.T, tg target) {
+				src := filepath.Join(t.TempDir(), "app.db")
+				createDB(t, src, wl.pageSize, "wal", 1000)
+				w := startWatch(t, tg.cli, tg.args(src)...)
+				app := openDB(t, src)
+				app.SetMaxOpenConns(1)
+				wl.run(t, app, w)
+				w.stop()
+				verifyRestore(t, tg, app, src, "app")
+			})
+		})
+	}
+}
+
+// walsync is killed with SIGKILL and restarted again and again while the
+// application writes (and checkpoints); nothing is lost or duplicated.
+func TestWatchKilledRepeatedly(t *testing.T) {
+	eachTarget(t, func(t *testing.T, tg target) {
+		src := filepath.Join(t.TempDir(), "app.db")
+		createDB(t, src, 4096, "wal", 1000)
+		app := openDB(t, src)
+		app.SetMaxOpenConns(1)
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := 0; ctx.Err() == nil; b++ {
+				tx, err := app.Begin()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for i := 0; i < 10; i++ {
+					tx.Exec("INSERT INTO t (batch, v) VALUES (?, ?)", b, strings.Repeat("k", 200))
+				}
+				tx.Exec("UPDATE counter SET n = n + 10")
+				if err := tx.Commit(); err != nil {
+					t.Error(err)
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+		for i := 0; i < 5; i++ {
+			w := startWatch(t, tg.cli, tg.args(src)...)
+			time.Sleep(time.Duration(200+100*i) * time.Millisecond)
+			w.kill()
+		}
+		cancel()
+		wg.Wait()
+		w := startWatch(t, tg.cli, tg.args(src)...)
+		time.Sleep(300 * time.Millisecond)
+		w.stop()
+		verifyRestore(t, tg, app, src, "app")
+	})
+}
+
+// While walsync is stopped, the application writes, checkpoints and
+// truncates the WAL: continuity cannot be proven, so walsync starts a new
+// generation (and says why), and the restore is still exact.
+func TestWatchWALChangedWhileStopped(t *testing.T) {
+	eachTarget(t, func(t *testing.T, tg target) {
+		src := filepath.Join(t.TempDir(), "app.db")
+		createDB(t, src, 4096, "wal", 1000)
+		app := openDB(t, src)
+		app.SetMaxOpenConns(1)
+		w := startWatch(t, tg.cli, tg.args(src)...)
+		insertBatches(t, app, 100, 500, 50)
+		w.stop()
+
+		insertBatches(t, app, 200, 500, 50)
+		var a, b, c int
+		if err := app.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&a, &b, &c); err != nil {
+			t.Fatal(err)
+		}
+		insertBatches(t, app, 300, 200, 50)
+
+		w = startWatch(t, tg.cli, tg.args(src)...)
+		insertBatches(t, app, 400, 300, 50)
+		w.stop()
+		if !strings.Contains(w.logs(), "new generation") {
+			t.Fatalf("want a new generation after the WAL changed while stopped; logs:\n%s", w.logs())
+		}
+		verifyRestore(t, tg, app, src, "app")
+	})
+}
+
+// A clean stop and start with the application still running keeps the
+// generation: no new snapshot is needed.
+func TestWatchResumesGeneration(t *testing.T) {
+	tg := fileTarget(t)
+	src := filepath.Join(t.TempDir(), "app.db")
+	createDB(t, src, 4096, "wal", 1000)
+	app := openDB(t, src)
+	app.SetMaxOpenConns(1)
+	exec1(t, app, "PRAGMA wal_autocheckpoint=0")
+	w := startWatch(t, tg.cli, tg.args(src)...)
+	insertBatches(t, app, 100, 300, 50)
+	w.stop()
+	insertBatches(t, app, 200, 300, 50)
+	w = startWatch(t, tg.cli, tg.args(src)...)
+	insertBatches(t, app, 300, 300, 50)
+	w.stop()
+	if strings.Contains(w.logs(), "new generation") {
+		t.Fatalf("a clean restart started a new generation:\n%s", w.logs())
+	}
+	if !strings.Contains(w.logs(), "resuming") {
+		t.Fatalf("want the restart to resume:\n%s", w.logs())
+	}
+	verifyRestore(t, tg, app, src, "app")
+}
+
+func segmentKeys(t *testing.T, tg target) []string {
+	t.Helper()
+	root := strings.TrimPrefix(tg.bucket, "file://")
+	matches, _ := filepath.Glob(filepath.Join(root, "app", "wal", "*.wal.zst"))
+	return matches
+}
+
+// A deleted middle segment is a gap: restore refuses, naming it, and writes
+// nothing.
+func TestWatchRestoreGap(t *testing.T) {
+	tg := fileTarget(t)
+	src := filepath.Join(t.TempDir(), "app.db")
+	createDB(t, src, 4096, "wal", 100)
+	app := openDB(t, src)
+	app.SetMaxOpenConns(1)
+	w := startWatch(t, tg.cli, tg.args(src)...)
+	for i := 0; i < 10; i++ {
+		insertBatches(t, app, 100+i, 50, 50)
+		time.Sleep(50 * time.Millisecond)
+	}
+	w.stop()
+	segs := segmentKeys(t, tg)
+	if len(segs) < 3 {
+		t.Fatalf("want at least 3 segments, got %d", len(segs))
+	}
+	middle := segs[len(segs)/2]
+	os.Remove(middle)
+	os.Remove(middle + ".sha256")
+	out := filepath.Join(t.TempDir(), "out.db")
+	seq := strings.SplitN(filepath.Base(middle), "-", 2)[0]
+	tg.cli.fails(t, tg.args("restore", "app", "-o", out), seq)
+	assertAbsent(t, out)
+}
+
+// A flipped byte in a segment: restore refuses, naming it and saying
+// checksum.
+func TestWatchRestoreCorruptSegment(t *testing.T) {
+	eachTarget(t, func(t *testing.T, tg target) {
+		src := filepath.Join(t.TempDir(), "app.db")
+		createDB(t, src, 4096, "wal", 100)
+		app := openDB(t, src)
+		app.SetMaxOpenConns(1)
+		w := startWatch(t, tg.cli, tg.args(src)...)
+		insertBatches(t, app, 100, 500, 50)
+		w.stop()
+		key := flipStoredByte(t, tg, "app/wal/")
+		out := filepath.Join(t.TempDir(), "out.db")
+		tg.cli.fails(t, tg.args("restore", "app", "-o", out), key, "checksum")
+		assertAbsent(t, out)
+	})
+}
+
+
