@@ -360,5 +360,3 @@ func TestWatchRestoreCorruptSegment(t *testing.T) {
 		assertAbsent(t, out)
 	})
 }
-
-
