@@ -601,6 +601,17 @@ func (d *DB) capture() (int, error) {
 	return int(n), nil
 }
 
+// fail stops replicating d: captures and uploads end, the error is logged
+// once. The spool keeps what was captured.
+func (d *DB) fail(err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.failed == nil {
+		d.failed = err
+		d.log.Error("replication stopped", "err", err)
+	}
+}
+
 // replaced reports whether the path now names another file.
 func (d *DB) replaced() (bool, error) {
 	fi, err := os.Stat(d.Path)

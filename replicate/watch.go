@@ -401,7 +401,10 @@ func (w *Watcher) uploadWorker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case d := <-w.uploadQ:
-			if err := w.uploadAll(ctx, d); err != nil && ctx.Err() == nil {
+			if err := w.uploadAll(ctx, d); errors.Is(err, errAnotherWriter) {
+				w.metrics.uploadErrors.Add(1)
+				d.fail(err)
+			} else if err != nil && ctx.Err() == nil {
 				w.metrics.uploadErrors.Add(1)
 				d.log.Error("upload failed; retrying", "err", err)
 				go func() {
@@ -415,6 +418,10 @@ func (w *Watcher) uploadWorker(ctx context.Context) {
 		}
 	}
 }
+
+// errAnotherWriter: the bucket holds objects of this name written by
+// someone else. The database stops replicating (SPEC: one writer per name).
+var errAnotherWriter = errors.New("another writer")
 
 // uploadAll uploads d's spooled objects in order; the first failure stops
 // it (order matters: a segment never goes up before its snapshot).
@@ -487,7 +494,7 @@ func (w *Watcher) uploadEntry(ctx context.Context, d *DB, e spoolEntry) error {
 			return nil // uploaded before a crash; the spool did not know
 		}
 		if !e.Snapshot {
-			return fmt.Errorf("segment %s exists with other bytes: another walsync is replicating %q into %s; stop one of them", key, d.Name, w.Storage)
+			return fmt.Errorf("%w: segment %s exists with other bytes: another walsync is replicating %q into %s; stop one of them", errAnotherWriter, key, d.Name, w.Storage)
 		}
 		if attempt >= 60 {
 			return err

@@ -3,7 +3,9 @@ package tests
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"io"
 	"os"
 	"os/exec"
@@ -359,4 +361,52 @@ func TestWatchRestoreCorruptSegment(t *testing.T) {
 		tg.cli.fails(t, tg.args("restore", "app", "-o", out), key, "checksum")
 		assertAbsent(t, out)
 	})
+}
+
+// A database larger than 1 GiB: SQLite never writes the lock page at
+// offset 2^30, and the restore must still be byte-exact.
+func TestWatchLargerThanOneGiB(t *testing.T) {
+	if testing.Short() {
+		t.Skip("creates a 1.1 GiB database")
+	}
+	eachTarget(t, func(t *testing.T, tg target) {
+		src := filepath.Join(t.TempDir(), "big.db")
+		createDB(t, src, 4096, "wal", 10)
+		app := openDB(t, src)
+		app.SetMaxOpenConns(1)
+		exec1(t, app, "CREATE TABLE blobs (id INTEGER PRIMARY KEY, b BLOB)")
+		exec1(t, app, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 18500) INSERT INTO blobs (b) SELECT zeroblob(60000) FROM c")
+		var a, b, c int
+		app.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&a, &b, &c)
+		if fi, err := os.Stat(src); err != nil || fi.Size() <= 1<<30 {
+			t.Fatalf("want a database over 1 GiB: %v", err)
+		}
+		w := startWatch(t, tg.cli, tg.args(src)...)
+		insertBatches(t, app, 100, 2000, 100)
+		exec1(t, app, "UPDATE blobs SET b = randomblob(3000) WHERE id % 1000 = 0")
+		exec1(t, app, "DELETE FROM blobs WHERE id > 18000")
+		w.stop()
+
+		out := filepath.Join(t.TempDir(), "restored.db")
+		tg.cli.ok(t, tg.args("restore", "big", "-o", out)...)
+		checkpointed(t, app, src) // the source's bytes after the checkpoint
+		if got, want := fileSHA256(t, out), fileSHA256(t, src); got != want {
+			t.Fatalf("restore of a >1 GiB database: got sha256 %s, want %s", got, want)
+		}
+		checkRestored(t, out)
+	})
+}
+
+func fileSHA256(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
