@@ -1,8 +1,20 @@
 // Package restore turns stored objects back into a database file and
-// answers what is stored (List). Every object is verified against its
-// recorded SHA-256 before its bytes are used: the output is built in a
-// temporary file beside the destination and renamed into place only after
-// every check passed, so a failed restore leaves the output path as it was.
+// answers what is stored (List).
+//
+// A restore is the newest snapshot followed by every WAL segment that
+// continues it (docs/FORMAT.md, "WAL segments"): segments are applied in
+// sequence order from the number the snapshot names, until the numbers
+// stop or a segment of another generation comes. A missing number with a
+// later segment of the same generation, or a segment that does not start
+// where the previous object ended, is a gap (ErrGap): the restore fails
+// rather than stitch across it.
+//
+// Every object is verified against its recorded SHA-256, and every frame
+// against the WAL checksum chain, as its bytes stream in. The output is
+// built in a temporary file beside the destination and renamed into place
+// only after every check passed, so a failed restore leaves the output path
+// as it was. Memory does not grow with the database or the segments: one
+// copy buffer for the snapshot, one frame buffer for the segments.
 package restore
 
 import (
@@ -44,8 +56,14 @@ type Result struct {
 	Output      string
 	SnapshotKey string
 	Generation  walsync.Generation
-	DBSize      int64
-	Duration    time.Duration
+	// DBSize is the size of the restored database in bytes.
+	DBSize int64
+	// Segments is the number of WAL segments applied after the snapshot.
+	Segments int
+	// LastSeq is the number of the last segment applied; meaningful only
+	// when Segments > 0.
+	LastSeq  uint64
+	Duration time.Duration
 }
 
 func (r *Restorer) logger() *slog.Logger {
@@ -76,6 +94,10 @@ func (r *Restorer) Restore(ctx context.Context, name, output string, opts Option
 		return nil, fmt.Errorf("no snapshots of %q in %s (walsync list shows what is stored): %w", name, r.Storage, walsync.ErrNotExist)
 	}
 	latest := snaps[len(snaps)-1]
+	segs, err := r.segments(ctx, name)
+	if err != nil {
+		return nil, err
+	}
 
 	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".walsync-restore-*")
 	if err != nil {
@@ -89,9 +111,29 @@ func (r *Restorer) Restore(ctx context.Context, name, output string, opts Option
 		}
 	}()
 
-	hdr, err := r.applySnapshot(ctx, latest, tmp)
+	progress := &progressTracker{fn: r.Progress, total: latest.Size}
+	hdr, err := r.applySnapshot(ctx, latest, tmp, progress, func(h walsync.ObjectHeader) {
+		for _, s := range segs {
+			if s.Seq >= h.Seq {
+				progress.total += s.Size
+			}
+		}
+	})
 	if err != nil {
 		return nil, err
+	}
+	c := &chain{r: r, name: name, dst: tmp, progress: progress, snap: hdr,
+		prev: snapshotPos(latest.Key, hdr), pageCount: hdr.PageCount}
+	if err := c.applySegments(ctx, segs); err != nil {
+		return nil, err
+	}
+	dbSize := int64(c.pageCount) * int64(hdr.PageSize)
+	if c.applied > 0 {
+		// Pages past the last commit's database size (a VACUUM, a
+		// truncating commit) are not part of the database.
+		if err := tmp.Truncate(dbSize); err != nil {
+			return nil, fmt.Errorf("truncate %s: %w", tmp.Name(), err)
+		}
 	}
 	if err := tmp.Sync(); err != nil {
 		return nil, fmt.Errorf("sync %s: %w", tmp.Name(), err)
@@ -115,9 +157,10 @@ func (r *Restorer) Restore(ctx context.Context, name, output string, opts Option
 	}
 	res := &Result{
 		Name: name, Output: out, SnapshotKey: latest.Key, Generation: hdr.Generation,
-		DBSize: int64(hdr.PageCount) * int64(hdr.PageSize), Duration: time.Since(start),
+		DBSize: dbSize, Segments: c.applied, LastSeq: c.lastSeq, Duration: time.Since(start),
 	}
 	r.logger().Info("restored", "name", name, "output", out, "snapshot", latest.Key,
+		"segments", res.Segments, "last_seq", res.LastSeq,
 		"bytes", res.DBSize, "duration", res.Duration.Round(time.Millisecond))
 	return res, nil
 }
@@ -176,8 +219,9 @@ func (r *Restorer) snapshots(ctx context.Context, name string) ([]snapshotRef, e
 // bytes' SHA-256 and the content's against the trailer. When anything is
 // wrong the stored-bytes checksum is reported first: a flipped byte usually
 // breaks decompression before the end, and "checksum mismatch" names the
-// cause better than a decoder's message.
-func (r *Restorer) applySnapshot(ctx context.Context, ref snapshotRef, dst io.Writer) (walsync.ObjectHeader, error) {
+// cause better than a decoder's message. onHeader, when set, is called
+// with the header once it is read, before the content.
+func (r *Restorer) applySnapshot(ctx context.Context, ref snapshotRef, dst io.Writer, p *progressTracker, onHeader func(walsync.ObjectHeader)) (walsync.ObjectHeader, error) {
 	body, info, err := r.Storage.Get(ctx, ref.Key)
 	if err != nil {
 		return walsync.ObjectHeader{}, fmt.Errorf("get %s: %w", ref.Key, err)
@@ -186,11 +230,7 @@ func (r *Restorer) applySnapshot(ctx context.Context, ref snapshotRef, dst io.Wr
 	if info.SHA256 == "" {
 		return walsync.ObjectHeader{}, fmt.Errorf("%s: %w: refusing to use it", ref.Key, walsync.ErrNoChecksum)
 	}
-	var src io.Reader = body
-	if r.Progress != nil {
-		src = &progressReader{r: body, total: info.Size, fn: r.Progress}
-	}
-	vr := walsync.NewVerifyingReader(src, ref.Key, info.SHA256)
+	vr := walsync.NewVerifyingReader(p.wrap(body), ref.Key, info.SHA256)
 	or, err := walsync.NewObjectReader(vr, info.Size)
 	if err != nil {
 		if verr := vr.Verify(); verr != nil {
@@ -199,6 +239,15 @@ func (r *Restorer) applySnapshot(ctx context.Context, ref snapshotRef, dst io.Wr
 		return walsync.ObjectHeader{}, fmt.Errorf("%s: %w", ref.Key, err)
 	}
 	defer or.Close()
+	if or.Header.Kind != walsync.KindByteSnapshot {
+		if verr := vr.Verify(); verr != nil {
+			return walsync.ObjectHeader{}, verr
+		}
+		return or.Header, fmt.Errorf("%s: %w: not a snapshot object", ref.Key, walsync.ErrFormat)
+	}
+	if onHeader != nil {
+		onHeader(or.Header)
+	}
 	n, copyErr := io.Copy(dst, or)
 	if verr := vr.Verify(); verr != nil {
 		return walsync.ObjectHeader{}, verr
@@ -211,26 +260,37 @@ func (r *Restorer) applySnapshot(ctx context.Context, ref snapshotRef, dst io.Wr
 		return walsync.ObjectHeader{}, fmt.Errorf("%s: %w", ref.Key, copyErr)
 	}
 	h := or.Header
-	if h.Kind != walsync.KindByteSnapshot {
-		return h, fmt.Errorf("%s: %w: not a snapshot object", ref.Key, walsync.ErrFormat)
-	}
 	if want := int64(h.PageCount) * int64(h.PageSize); n != want {
 		return h, fmt.Errorf("%s: %w: %d bytes of content, header says %d pages of %d", ref.Key, walsync.ErrFormat, n, h.PageCount, h.PageSize)
 	}
 	return h, nil
 }
 
-type progressReader struct {
-	r     io.Reader
-	done  int64
-	total int64
-	fn    func(done, total int64)
+// progressTracker adds up the stored bytes read across all the objects of
+// one restore, for Restorer.Progress.
+type progressTracker struct {
+	fn          func(done, total int64)
+	done, total int64
 }
 
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	p.done += int64(n)
-	p.fn(p.done, p.total)
+// wrap counts what is read through r; without a Progress function it
+// returns r itself.
+func (p *progressTracker) wrap(r io.Reader) io.Reader {
+	if p == nil || p.fn == nil {
+		return r
+	}
+	return &progressReader{r: r, p: p}
+}
+
+type progressReader struct {
+	r io.Reader
+	p *progressTracker
+}
+
+func (pr *progressReader) Read(b []byte) (int, error) {
+	n, err := pr.r.Read(b)
+	pr.p.done += int64(n)
+	pr.p.fn(pr.p.done, max(pr.p.total, pr.p.done))
 	return n, err
 }
 

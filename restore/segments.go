@@ -1,0 +1,398 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/walsync/walsync"
+	"github.com/walsync/walsync/wal"
+)
+
+// ErrGap means the WAL segments after a snapshot cannot be proven to
+// continue it: a segment number is missing while a later segment of the
+// same generation exists, or a segment does not start where the one before
+// it ended (docs/FORMAT.md, "WAL segments"). Restore never stitches across
+// such a break; the error names the objects on both sides of it.
+var ErrGap = errors.New("restore: gap in the WAL sequence")
+
+// segmentRef is a listed WAL segment object.
+type segmentRef struct {
+	Key  string
+	Seq  uint64
+	Time time.Time
+	Size int64
+}
+
+// segments lists name's WAL segment objects, by sequence number (and key,
+// for two objects claiming one number).
+func (r *Restorer) segments(ctx context.Context, name string) ([]segmentRef, error) {
+	var out []segmentRef
+	for obj, err := range r.Storage.List(ctx, name+"/"+walsync.SegmentDir+"/") {
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", r.Storage, err)
+		}
+		k, ok := walsync.ParseKey(obj.Key)
+		if !ok || k.Kind != walsync.KindSegment || k.Name != name {
+			continue
+		}
+		out = append(out, segmentRef{Key: obj.Key, Seq: k.Seq, Time: k.Time, Size: obj.Size})
+	}
+	slices.SortFunc(out, func(a, b segmentRef) int {
+		if a.Seq != b.Seq {
+			if a.Seq < b.Seq {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+	return out, nil
+}
+
+// walPos is where the source WAL stood at the end of an object of the
+// chain: its identity (salts, checkpoint sequence, checksum byte order),
+// the last frame the object holds (0: none) and the running WAL checksum
+// after that frame.
+type walPos struct {
+	key                string // the object that ends here
+	salt1, salt2, ckpt uint32
+	frame              uint32
+	c1, c2             uint32
+	bigEndian          bool
+}
+
+func snapshotPos(key string, h walsync.ObjectHeader) walPos {
+	return walPos{key: key, salt1: h.WALSalt1, salt2: h.WALSalt2, ckpt: h.WALCheckpointSeq,
+		frame: h.WALFrame, c1: h.WALChecksum1, c2: h.WALChecksum2, bigEndian: h.WALBigEndian}
+}
+
+// continues checks the continuity rule (docs/FORMAT.md, "WAL segments")
+// between the end of the previous object, prev, and the segment header h.
+// It returns nil when h continues prev, and otherwise says what did not
+// match.
+//
+// Same WAL (the salts are prev's): same checkpoint sequence and byte
+// order, h starts at the frame after prev's last one, and h's WAL checksum
+// is prev's running checksum after it.
+//
+// A new WAL (other salts): SQLite restarted the WAL, and h must start at
+// its frame 1. The checkpoint sequence and salt-1 of the new WAL are not
+// compared with the old one's: SQLite writes its connection's own
+// checkpoint counter, and a connection whose counter is 0 picks fresh
+// random salts (see the format document for the evidence).
+//
+// In both cases a segment that starts at frame 1 must carry the checksum
+// of its own WAL header, which its header fields determine.
+func continues(prev walPos, h walsync.ObjectHeader) error {
+	if h.WALFrame == 0 {
+		return errors.New("its first WAL frame is 0; frames are numbered from 1")
+	}
+	if h.WALFrame == 1 {
+		wh := wal.NewHeader(h.PageSize, h.WALCheckpointSeq, h.WALSalt1, h.WALSalt2, h.WALBigEndian)
+		if h.WALChecksum1 != wh.Checksum1 || h.WALChecksum2 != wh.Checksum2 {
+			return fmt.Errorf("it starts a WAL at frame 1, but its WAL checksum %08x%08x is not that WAL header's %08x%08x",
+				h.WALChecksum1, h.WALChecksum2, wh.Checksum1, wh.Checksum2)
+		}
+	}
+	if h.WALSalt1 == prev.salt1 && h.WALSalt2 == prev.salt2 {
+		want := uint64(prev.frame) + 1
+		switch {
+		case h.WALCheckpointSeq != prev.ckpt:
+			return fmt.Errorf("it has the WAL salts of %s (%08x %08x) but checkpoint sequence %d, not %d",
+				prev.key, h.WALSalt1, h.WALSalt2, h.WALCheckpointSeq, prev.ckpt)
+		case h.WALBigEndian != prev.bigEndian:
+			return fmt.Errorf("it has the WAL salts of %s (%08x %08x) but the other checksum byte order", prev.key, h.WALSalt1, h.WALSalt2)
+		case uint64(h.WALFrame) != want:
+			return fmt.Errorf("it starts at WAL frame %d, but %s ends at frame %d of the same WAL (salts %08x %08x): want frame %d",
+				h.WALFrame, prev.key, prev.frame, h.WALSalt1, h.WALSalt2, want)
+		case prev.frame > 0 && (h.WALChecksum1 != prev.c1 || h.WALChecksum2 != prev.c2):
+			return fmt.Errorf("its WAL checksum before frame %d is %08x%08x, but %s ends with %08x%08x",
+				h.WALFrame, h.WALChecksum1, h.WALChecksum2, prev.key, prev.c1, prev.c2)
+		}
+		return nil
+	}
+	if h.WALFrame != 1 {
+		return fmt.Errorf("its WAL (salts %08x %08x) is not that of %s (salts %08x %08x), so the WAL was restarted, but it starts at frame %d, not 1",
+			h.WALSalt1, h.WALSalt2, prev.key, prev.salt1, prev.salt2, h.WALFrame)
+	}
+	return nil
+}
+
+// chain is the state of one restore while it applies segments.
+type chain struct {
+	r        *Restorer
+	name     string
+	dst      io.WriterAt
+	progress *progressTracker
+	snap     walsync.ObjectHeader
+	buf      []byte // one frame: header and page
+
+	prev      walPos
+	pageCount uint32 // database size in pages after the last applied commit
+	applied   int
+	lastSeq   uint64
+}
+
+// errOtherGeneration is returned by applySegment for a verified segment of
+// another generation: the chain ends before it.
+type errOtherGeneration struct{ gen walsync.Generation }
+
+func (e errOtherGeneration) Error() string { return "segment of generation " + e.gen.String() }
+
+// applySegments applies, in sequence order, every segment that continues
+// the snapshot: from number snap.Seq on, until the numbers stop or a
+// segment of another generation comes.
+func (c *chain) applySegments(ctx context.Context, segs []segmentRef) error {
+	gen := c.snap.Generation
+	expected := c.snap.Seq
+	i := sort.Search(len(segs), func(i int) bool { return segs[i].Seq >= expected })
+	for i < len(segs) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		seq := segs[i].Seq
+		j := i + 1
+		for j < len(segs) && segs[j].Seq == seq {
+			j++
+		}
+		if seq != expected {
+			// Segment expected is missing. It was the end of the chain
+			// unless a later segment belongs to this generation. Numbers
+			// grow across generations and one writer owns a name, so
+			// generations never interleave: the next number decides.
+			// Its bytes are verified before its header is believed.
+			for _, next := range segs[i:j] {
+				h, err := c.r.verifiedHeader(ctx, next, c.progress)
+				if err != nil {
+					return err
+				}
+				if h.Generation == gen {
+					return fmt.Errorf("%w: WAL segment %08d of %s is missing: %s is followed by %s, also of generation %s",
+						ErrGap, expected, c.name, c.prev.key, next.Key, gen)
+				}
+			}
+			c.r.logger().Info("WAL segments end: the next one belongs to another generation",
+				"name", c.name, "missing", expected, "next", segs[i].Key)
+			return nil
+		}
+		ref, ok, err := c.r.pickSegment(ctx, segs[i:j], gen, c.progress)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			c.r.logger().Info("WAL segments end: the next ones belong to other generations",
+				"name", c.name, "seq", seq, "keys", len(segs[i:j]))
+			return nil
+		}
+		err = c.applySegment(ctx, ref)
+		var other errOtherGeneration
+		if errors.As(err, &other) {
+			c.r.logger().Info("WAL segments end: the next one belongs to another generation",
+				"name", c.name, "key", ref.Key, "generation", other.gen.String())
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		c.applied++
+		c.lastSeq = seq
+		if expected == math.MaxUint64 {
+			return nil
+		}
+		expected++
+		i = j
+	}
+	return nil
+}
+
+// pickSegment chooses among objects holding the same segment number: the
+// one of the snapshot's generation. Two objects can share a number when
+// an upload was retried under a new time after an uncertain failure (same
+// bytes: either will do), or when a second writer wrote into the same name
+// (another generation: not ours). ok is false when none of them belongs to
+// the generation: the chain ends. Different bytes of the same generation
+// under one number cannot be told apart: refused.
+func (r *Restorer) pickSegment(ctx context.Context, group []segmentRef, gen walsync.Generation, p *progressTracker) (ref segmentRef, ok bool, err error) {
+	if len(group) == 1 {
+		return group[0], true, nil
+	}
+	sums := make([]string, len(group))
+	same := true
+	for i, ref := range group {
+		info, err := r.Storage.Stat(ctx, ref.Key)
+		if err != nil {
+			return segmentRef{}, false, fmt.Errorf("stat %s: %w", ref.Key, err)
+		}
+		if info.SHA256 == "" {
+			return segmentRef{}, false, fmt.Errorf("%s: %w: refusing to use it", ref.Key, walsync.ErrNoChecksum)
+		}
+		sums[i] = info.SHA256
+		same = same && sums[i] == sums[0]
+	}
+	if same {
+		return group[0], true, nil
+	}
+	var mine []int
+	for i, ref := range group {
+		h, err := r.verifiedHeader(ctx, ref, p)
+		if err != nil {
+			return segmentRef{}, false, err
+		}
+		if h.Generation == gen {
+			mine = append(mine, i)
+		}
+	}
+	if len(mine) == 0 {
+		return segmentRef{}, false, nil
+	}
+	for _, i := range mine[1:] {
+		if sums[i] != sums[mine[0]] {
+			return segmentRef{}, false, fmt.Errorf("%w: %s and %s both claim WAL segment %08d of generation %s, with different contents",
+				ErrGap, group[mine[0]].Key, group[i].Key, group[i].Seq, gen)
+		}
+	}
+	return group[mine[0]], true, nil
+}
+
+// verifiedHeader reads a whole object, checks its stored bytes against the
+// recorded SHA-256 and returns its header.
+func (r *Restorer) verifiedHeader(ctx context.Context, ref segmentRef, p *progressTracker) (walsync.ObjectHeader, error) {
+	body, info, err := r.Storage.Get(ctx, ref.Key)
+	if err != nil {
+		return walsync.ObjectHeader{}, fmt.Errorf("get %s: %w", ref.Key, err)
+	}
+	defer body.Close()
+	if info.SHA256 == "" {
+		return walsync.ObjectHeader{}, fmt.Errorf("%s: %w: refusing to use it", ref.Key, walsync.ErrNoChecksum)
+	}
+	vr := walsync.NewVerifyingReader(p.wrap(body), ref.Key, info.SHA256)
+	h, herr := walsync.ReadObjectHeaderOnly(vr)
+	if err := vr.Verify(); err != nil {
+		return h, err
+	}
+	if herr != nil {
+		return h, fmt.Errorf("%s: %w", ref.Key, herr)
+	}
+	return h, nil
+}
+
+// applySegment verifies one segment and writes its pages into c.dst.
+//
+// Frames are applied as they stream in, one frame buffer at a time; a
+// failure anywhere fails the whole restore, whose temporary output is then
+// removed, so pages of a segment that later proves bad never reach the
+// output path. When anything is wrong, a mismatch of the stored bytes'
+// SHA-256 is reported first (it names the cause better than whatever
+// check the damaged bytes broke).
+func (c *chain) applySegment(ctx context.Context, ref segmentRef) error {
+	body, info, err := c.r.Storage.Get(ctx, ref.Key)
+	if err != nil {
+		return fmt.Errorf("get %s: %w", ref.Key, err)
+	}
+	defer body.Close()
+	if info.SHA256 == "" {
+		return fmt.Errorf("%s: %w: refusing to use it", ref.Key, walsync.ErrNoChecksum)
+	}
+	vr := walsync.NewVerifyingReader(c.progress.wrap(body), ref.Key, info.SHA256)
+	fail := func(err error) error {
+		if verr := vr.Verify(); verr != nil {
+			return verr
+		}
+		return err
+	}
+	or, err := walsync.NewObjectReader(vr, info.Size)
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", ref.Key, err))
+	}
+	defer or.Close()
+
+	h := or.Header
+	if h.Kind != walsync.KindByteSegment {
+		return fail(fmt.Errorf("%s: %w: not a WAL segment object (kind %q)", ref.Key, walsync.ErrFormat, h.Kind))
+	}
+	if h.Generation != c.snap.Generation {
+		if err := vr.Verify(); err != nil {
+			return err
+		}
+		return errOtherGeneration{h.Generation}
+	}
+	switch {
+	case h.Seq != ref.Seq:
+		return fail(fmt.Errorf("%s: %w: header says segment %d, the key says %d", ref.Key, walsync.ErrFormat, h.Seq, ref.Seq))
+	case h.PageSize != c.snap.PageSize:
+		return fail(fmt.Errorf("%s: %w: page size %d, the snapshot's is %d", ref.Key, walsync.ErrFormat, h.PageSize, c.snap.PageSize))
+	case h.FrameCount == 0:
+		return fail(fmt.Errorf("%s: %w: a segment without frames", ref.Key, walsync.ErrFormat))
+	case uint64(h.WALFrame)+uint64(h.FrameCount)-1 > math.MaxUint32:
+		return fail(fmt.Errorf("%s: %w: frames %d+%d run past the largest frame number", ref.Key, walsync.ErrFormat, h.WALFrame, h.FrameCount))
+	}
+	if err := continues(c.prev, h); err != nil {
+		return fail(fmt.Errorf("%w: %s does not continue %s: %v", ErrGap, ref.Key, c.prev.key, err))
+	}
+
+	if c.buf == nil {
+		c.buf = make([]byte, wal.FrameHeaderSize+int(c.snap.PageSize))
+	}
+	buf, page := c.buf, c.buf[wal.FrameHeaderSize:]
+	ps := int64(h.PageSize)
+	c1, c2 := h.WALChecksum1, h.WALChecksum2
+	var fh wal.FrameHeader
+	for n := uint32(0); n < h.FrameCount; n++ {
+		if n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		idx := h.WALFrame + n
+		if _, err := io.ReadFull(or, buf); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return fail(fmt.Errorf("%s: %w: content holds %d whole frames, the header says %d", ref.Key, walsync.ErrFormat, n, h.FrameCount))
+			}
+			return fail(fmt.Errorf("%s: %w", ref.Key, err))
+		}
+		fh = wal.ParseFrameHeader(buf)
+		switch {
+		case fh.Salt1 != h.WALSalt1 || fh.Salt2 != h.WALSalt2:
+			return fail(fmt.Errorf("%s: %w: WAL frame %d has salts %08x %08x, the segment's WAL %08x %08x",
+				ref.Key, walsync.ErrFormat, idx, fh.Salt1, fh.Salt2, h.WALSalt1, h.WALSalt2))
+		case fh.Pgno == 0:
+			return fail(fmt.Errorf("%s: %w: WAL frame %d has page number 0", ref.Key, walsync.ErrFormat, idx))
+		}
+		c1, c2 = wal.Checksum(h.WALBigEndian, c1, c2, buf[:8])
+		c1, c2 = wal.Checksum(h.WALBigEndian, c1, c2, page)
+		if c1 != fh.Checksum1 || c2 != fh.Checksum2 {
+			return fail(fmt.Errorf("%s: %w: WAL checksum chain broken at frame %d: the frame says %08x%08x, its bytes give %08x%08x",
+				ref.Key, walsync.ErrChecksum, idx, fh.Checksum1, fh.Checksum2, c1, c2))
+		}
+		if _, err := c.dst.WriteAt(page, int64(fh.Pgno-1)*ps); err != nil {
+			return fmt.Errorf("write restored database: %w", err)
+		}
+	}
+	// The end of the content: the object reader checks the trailer here.
+	if n, err := io.ReadFull(or, buf[:1]); !errors.Is(err, io.EOF) {
+		if err == nil || n > 0 {
+			return fail(fmt.Errorf("%s: %w: content continues after the %d frames the header announces", ref.Key, walsync.ErrFormat, h.FrameCount))
+		}
+		return fail(fmt.Errorf("%s: %w", ref.Key, err))
+	}
+	if err := vr.Verify(); err != nil {
+		return err
+	}
+	if !fh.IsCommit() {
+		return fmt.Errorf("%s: %w: its last frame (WAL frame %d) is not a commit frame", ref.Key, walsync.ErrFormat, h.WALFrame+h.FrameCount-1)
+	}
+	if fh.Commit != h.PageCount {
+		return fmt.Errorf("%s: %w: its last commit leaves %d pages, the header says %d", ref.Key, walsync.ErrFormat, fh.Commit, h.PageCount)
+	}
+	c.prev = walPos{key: ref.Key, salt1: h.WALSalt1, salt2: h.WALSalt2, ckpt: h.WALCheckpointSeq,
+		frame: h.WALFrame + h.FrameCount - 1, c1: c1, c2: c2, bigEndian: h.WALBigEndian}
+	c.pageCount = fh.Commit
+	return nil
+}
