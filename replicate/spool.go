@@ -210,6 +210,29 @@ func (s *spool) entries() ([]spoolEntry, error) {
 	return out, nil
 }
 
+// setAside moves every entry and state.json into a subdirectory
+// stale-<unix time>/ and returns its path ("" when there was nothing).
+func (s *spool) setAside() (string, error) {
+	entries, err := s.entries()
+	if err != nil {
+		return "", err
+	}
+	dst := filepath.Join(s.dir, fmt.Sprintf("stale-%d", time.Now().Unix()))
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return "", err
+	}
+	names := []string{stateFileName}
+	for _, e := range entries {
+		names = append(names, e.Name)
+	}
+	for _, n := range names {
+		if err := os.Rename(filepath.Join(s.dir, n), filepath.Join(dst, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+	}
+	return dst, syncDir(s.dir)
+}
+
 // remove deletes an uploaded entry.
 func (s *spool) remove(e spoolEntry) error {
 	if err := os.Remove(e.path(s)); err != nil && !errors.Is(err, fs.ErrNotExist) {

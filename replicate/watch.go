@@ -437,6 +437,9 @@ func (w *Watcher) uploadAll(ctx context.Context, d *DB) error {
 		return err
 	}
 	for _, e := range entries {
+		if (e.Snapshot && e.Seq >= d.snapCommitted.Load()) || (!e.Snapshot && e.Seq >= d.committed.Load()) {
+			break // not yet recorded in state.json; a later pass takes it
+		}
 		if err := w.uploadEntry(ctx, d, e); err != nil {
 			return err
 		}
