@@ -205,6 +205,18 @@ func (c *Client) Put(ctx context.Context, key string, body io.ReadSeeker, size i
 			if fi, serr := c.OS.Stat("put:stat-existing", final); serr == nil && fi.IsDir() {
 				return fmt.Errorf("put %s: key is a directory of other keys", c.url(key))
 			}
+			// A put that crashed between the link and the sidecar left
+			// the data without its sha256. If it holds exactly our
+			// bytes, this put completes that one.
+			if done, cerr := c.completeInterrupted(final, side.Name(), want); cerr != nil {
+				return fmt.Errorf("put %s: %w", c.url(key), cerr)
+			} else if done {
+				temps = temps[:1]
+				if err := c.syncDir("put:sync-dir", dir); err != nil {
+					return fmt.Errorf("put %s: fsync directory %s: %w", c.url(key), dir, err)
+				}
+				return nil
+			}
 			return &pathError{msg: fmt.Sprintf("put %s: %v", c.url(key), walsync.ErrExists), err: walsync.ErrExists}
 		}
 		return fmt.Errorf("put %s: %w", c.url(key), err)
@@ -223,6 +235,29 @@ func (c *Client) Put(ctx context.Context, key string, body io.ReadSeeker, size i
 	}
 	linked = false // committed: from here on nothing is rolled back
 	return nil
+}
+
+// completeInterrupted handles an existing final file without a sidecar:
+// when its bytes hash to want, the prepared sidecar takes its name and the
+// interrupted put is complete (true). Any other existing object stays.
+func (c *Client) completeInterrupted(final, sidecarTemp, want string) (bool, error) {
+	if _, err := c.OS.Stat("put:stat-sidecar", final+SidecarSuffix); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	f, err := c.OS.Open("put:open-existing", final)
+	if err != nil {
+		return false, nil
+	}
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	f.Close()
+	if err != nil || hex.EncodeToString(h.Sum(nil)) != want {
+		return false, nil
+	}
+	if err := c.OS.Rename("put:rename-sidecar", sidecarTemp, final+SidecarSuffix); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // Get implements walsync.Storage. The returned reader is the open file.

@@ -382,3 +382,34 @@ func TestPutLongBody(t *testing.T) {
 		t.Fatalf("Get: got=%q, want %q", got, "0123")
 	}
 }
+
+// A put that crashed between linking the data and naming its sidecar left
+// an object without a sha256. Putting the same bytes again completes it;
+// other bytes are refused and the object stays as it is.
+func TestPutCompletesInterruptedPut(t *testing.T) {
+	c, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	body := []byte("segment bytes")
+	put := func(b []byte) error {
+		return c.Put(ctx, "app/wal/k", bytes.NewReader(b), int64(len(b)), storagetest.Sum(b))
+	}
+	if err := put(body); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(c.Root(), "app/wal/k"+SidecarSuffix)); err != nil {
+		t.Fatal(err)
+	}
+	if err := put([]byte("other bytes")); !errors.Is(err, walsync.ErrExists) {
+		t.Fatalf("put of other bytes over an interrupted put: got=%v, want ErrExists", err)
+	}
+	if err := put(body); err != nil {
+		t.Fatalf("put of the same bytes over an interrupted put: got=%v, want nil", err)
+	}
+	info, err := c.Stat(ctx, "app/wal/k")
+	if err != nil || info.SHA256 != storagetest.Sum(body) {
+		t.Fatalf("after completion: got=%+v, %v, want sha256 %s", info, err, storagetest.Sum(body))
+	}
+}
