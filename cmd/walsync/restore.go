@@ -52,7 +52,7 @@ func (c *RestoreCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.env.stdout, "restored %s to %s (%s, from %s, %s)\n", name, res.Output,
-		humanBytes(res.DBSize), res.SnapshotKey, res.Duration.Round(1e6))
+	fmt.Fprintf(c.env.stdout, "restored %s to %s (%s, from %s and %d WAL segments, %s)\n", name, res.Output,
+		humanBytes(res.DBSize), res.SnapshotKey, res.Segments, res.Duration.Round(1e6))
 	return nil
 }
