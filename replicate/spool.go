@@ -241,16 +241,6 @@ func (s *spool) remove(e spoolEntry) error {
 	return syncDir(s.dir)
 }
 
-// readEntryHeader reads the object header of a spooled entry.
-func (s *spool) readEntryHeader(e spoolEntry) (walsync.ObjectHeader, error) {
-	f, err := os.Open(e.path(s))
-	if err != nil {
-		return walsync.ObjectHeader{}, err
-	}
-	defer f.Close()
-	return walsync.ReadObjectHeaderOnly(f)
-}
-
 // segmentEnd reads a spooled segment and returns the position after its
 // last frame: used to recover state.json after a crash between writing
 // the segment and saving the state.
