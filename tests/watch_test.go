@@ -410,3 +410,43 @@ func fileSHA256(t *testing.T, path string) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// --snapshot-interval: a database that changes gets new snapshots in the
+// same generation; one that does not change gets none. SIGTERM ships and
+// exits like SIGINT. The restore starts from the newest snapshot.
+func TestWatchPeriodicSnapshots(t *testing.T) {
+	tg := fileTarget(t)
+	dir := t.TempDir()
+	busy, idle := filepath.Join(dir, "busy.db"), filepath.Join(dir, "idle.db")
+	createDB(t, busy, 4096, "wal", 100)
+	createDB(t, idle, 4096, "wal", 100)
+	app := openDB(t, busy)
+	app.SetMaxOpenConns(1)
+	w := startWatch(t, tg.cli, append(tg.args(busy, idle), "--snapshot-interval", "1")...)
+	for i := 0; i < 35; i++ {
+		insertBatches(t, app, 100+i, 20, 20)
+		time.Sleep(100 * time.Millisecond)
+	}
+	w.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-w.done:
+	case <-time.After(time.Minute):
+		t.Fatalf("walsync watch did not exit after SIGTERM:\n%s", w.logs())
+	}
+	if !w.exitOK {
+		t.Fatalf("walsync watch failed after SIGTERM:\n%s", w.logs())
+	}
+	root := strings.TrimPrefix(tg.bucket, "file://")
+	busySnaps, _ := filepath.Glob(filepath.Join(root, "busy", "snapshots", "*.db.zst"))
+	idleSnaps, _ := filepath.Glob(filepath.Join(root, "idle", "snapshots", "*.db.zst"))
+	if len(busySnaps) < 2 {
+		t.Errorf("snapshots of the changing database: got=%d, want at least 2 in 3.5 s with --snapshot-interval 1", len(busySnaps))
+	}
+	if len(idleSnaps) != 1 {
+		t.Errorf("snapshots of the idle database: got=%d, want 1 (only the generation's first)", len(idleSnaps))
+	}
+	if strings.Count(w.logs(), "starting a new generation") != 2 {
+		t.Errorf("want one generation per database:\n%s", w.logs())
+	}
+	verifyRestore(t, tg, app, busy, "busy")
+}
