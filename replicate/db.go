@@ -74,6 +74,8 @@ type DB struct {
 	committed     atomic.Uint64
 	snapCommitted atomic.Uint64
 
+	uploadedSincePrune atomic.Bool
+
 	lastActivity time.Time     // the WAL's size or time last changed
 	recheck      time.Duration // delay of the next look after activity
 	walSize      int64

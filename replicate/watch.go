@@ -46,6 +46,9 @@ type Watcher struct {
 	// ShutdownTimeout bounds the final capture and upload when the context
 	// ends. Zero means 30 s.
 	ShutdownTimeout time.Duration
+	// Retention keeps every restore point of this window and deletes what
+	// no such point needs (see retention.go). Zero keeps everything.
+	Retention time.Duration
 
 	dbs         []*DB
 	byFile      map[string]*DB // database and -wal paths
@@ -213,6 +216,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 	// thousand databases do not snapshot at once.
 	snapTick := time.NewTicker(time.Second)
 	defer snapTick.Stop()
+	var retentionC <-chan time.Time
+	if w.Retention > 0 {
+		every := min(max(w.Retention/4, time.Second), time.Hour)
+		rt := time.NewTicker(every)
+		defer rt.Stop()
+		retentionC = rt.C
+	}
+	var pruning atomic.Bool
 loop:
 	for {
 		select {
@@ -233,6 +244,13 @@ loop:
 					stats[d] = fs
 					w.enqueueSync(d)
 				}
+			}
+		case <-retentionC:
+			if pruning.CompareAndSwap(false, true) {
+				go func() {
+					defer pruning.Store(false)
+					w.pruneAll(syncCtx)
+				}()
 			}
 		case <-snapTick.C:
 			for _, d := range w.dbs {
@@ -276,6 +294,25 @@ loop:
 		return fmt.Errorf("%d captured objects not yet uploaded (kept in the spool; the next start uploads them)", left)
 	}
 	return nil
+}
+
+// pruneAll applies retention to every database that uploaded something
+// since its last pass: an idle database costs no request.
+func (w *Watcher) pruneAll(ctx context.Context) {
+	for _, d := range w.dbs {
+		if !d.uploadedSincePrune.Swap(false) {
+			continue
+		}
+		res, err := prune(ctx, w.Storage, d.Name, w.Retention, w.now())
+		if err != nil {
+			d.uploadedSincePrune.Store(true)
+			d.log.Error("retention pass failed", "err", err)
+			continue
+		}
+		if res.Snapshots+res.Segments > 0 {
+			d.log.Info("retention", "deleted_snapshots", res.Snapshots, "deleted_segments", res.Segments, "window", w.Retention)
+		}
+	}
 }
 
 func (w *Watcher) closeAll() {
@@ -484,6 +521,7 @@ func (w *Watcher) uploadEntry(ctx context.Context, d *DB, e spoolEntry) error {
 		}
 		err := w.Storage.Put(ctx, key, f, size, sum)
 		if err == nil {
+			d.uploadedSincePrune.Store(true)
 			w.metrics.objectsUploaded.Add(1)
 			w.metrics.bytesUploaded.Add(size)
 			d.log.Debug("uploaded", "key", key, "bytes", size)

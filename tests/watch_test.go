@@ -450,3 +450,34 @@ func TestWatchPeriodicSnapshots(t *testing.T) {
 	}
 	verifyRestore(t, tg, app, busy, "busy")
 }
+
+// --retention: old snapshots and the segments they make unnecessary are
+// deleted while watch runs; the newest state still restores exactly.
+func TestWatchRetention(t *testing.T) {
+	tg := fileTarget(t)
+	src := filepath.Join(t.TempDir(), "app.db")
+	createDB(t, src, 4096, "wal", 100)
+	app := openDB(t, src)
+	app.SetMaxOpenConns(1)
+	w := startWatch(t, tg.cli, append(tg.args(src), "--snapshot-interval", "1", "--retention", "2s")...)
+	start := time.Now()
+	for time.Since(start) < 7*time.Second {
+		insertBatches(t, app, 100, 20, 20)
+		time.Sleep(100 * time.Millisecond)
+	}
+	w.stop()
+	if !strings.Contains(w.logs(), "msg=retention") {
+		t.Fatalf("no retention pass deleted anything:\n%s", w.logs())
+	}
+	root := strings.TrimPrefix(tg.bucket, "file://")
+	snaps, _ := filepath.Glob(filepath.Join(root, "app", "snapshots", "*.db.zst"))
+	first := filepath.Base(snaps[0])
+	firstTime, err := time.Parse("20060102150405", strings.TrimSuffix(first, ".db.zst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if firstTime.Before(start.UTC().Add(-time.Second).Truncate(time.Second)) || !firstTime.After(start.UTC().Add(time.Second)) {
+		t.Errorf("oldest snapshot kept %s: want the first one (at start) deleted by retention", first)
+	}
+	verifyRestore(t, tg, app, src, "app")
+}

@@ -26,6 +26,7 @@ func (c *WatchCommand) Run(ctx context.Context, args []string) error {
 	name := fs.String("name", "", "name in the bucket (only with one database; default: file name without extension)")
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long to keep shipping after SIGINT/SIGTERM")
 	uploads := fs.Int("uploads", 4, "concurrent uploads")
+	retention := fs.Duration("retention", 0, "keep every restore point of this window (e.g. 72h) and delete what none needs; 0 keeps everything")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -35,6 +36,9 @@ func (c *WatchCommand) Run(ctx context.Context, args []string) error {
 	}
 	if *name != "" && len(pos) != 1 {
 		return usagef("--name works with one database; %d given", len(pos))
+	}
+	if *retention < 0 {
+		return usagef("--retention %v: want a duration >= 0, e.g. 72h", *retention)
 	}
 	if *interval < 0 {
 		return usagef("--snapshot-interval %d: want seconds >= 0", *interval)
@@ -69,6 +73,7 @@ func (c *WatchCommand) Run(ctx context.Context, args []string) error {
 		SnapshotInterval: time.Duration(*interval) * time.Second,
 		ShutdownTimeout:  *shutdown,
 		Uploads:          *uploads,
+		Retention:        *retention,
 	}
 	for _, p := range paths {
 		if err := w.Add(p, names[p]); err != nil {
