@@ -17,6 +17,7 @@ import (
 //	<name>/snapshots/<YYYYMMDDHHMMSS>.db.zst
 //	<name>/wal/<NNNNNNNN>-<YYYYMMDDHHMMSSmmm>.wal.zst
 //	<name>/state.json
+//	<name>/lock.json   the claim of the one watcher replicating the name
 //
 // Times are UTC. A key is parsed from the right: the last element is the
 // file, the one before it the kind, everything before that the name, so a
@@ -25,6 +26,7 @@ const (
 	SnapshotDir    = "snapshots"
 	SegmentDir     = "wal"
 	StateFile      = "state.json"
+	LockFile       = "lock.json" // the claim of the watcher replicating the name
 	SnapshotSuffix = ".db.zst"
 	SegmentSuffix  = ".wal.zst"
 

@@ -76,6 +76,8 @@ type DB struct {
 
 	uploadedSincePrune atomic.Bool
 
+	claimID string // our lock.json, when we hold it
+
 	lastActivity time.Time     // the WAL's size or time last changed
 	recheck      time.Duration // delay of the next look after activity
 	walSize      int64
@@ -145,6 +147,13 @@ func (d *DB) open(ctx context.Context) error {
 	}
 	d.atZero = h.NBackfill == h.MaxFrame
 	d.opened = true
+	if d.claimID == "" {
+		if err := d.claim(ctx); err != nil {
+			d.closeFiles()
+			d.opened = false
+			return err
+		}
+	}
 
 	st, err := d.spool.loadState()
 	if err != nil {

@@ -46,6 +46,9 @@ type Watcher struct {
 	// ShutdownTimeout bounds the final capture and upload when the context
 	// ends. Zero means 30 s.
 	ShutdownTimeout time.Duration
+	// Takeover claims names whose lock.json another host or database left
+	// (a writer that is gone for good). See claim.go.
+	Takeover bool
 	// Retention keeps every restore point of this window and deletes what
 	// no such point needs (see retention.go). Zero keeps everything.
 	Retention time.Duration
@@ -318,6 +321,7 @@ func (w *Watcher) pruneAll(ctx context.Context) {
 func (w *Watcher) closeAll() {
 	for _, d := range w.dbs {
 		d.close()
+		d.release(context.Background())
 	}
 }
 
@@ -420,7 +424,7 @@ func (w *Watcher) runSnapshot(ctx context.Context, d *DB) {
 		d.snapshotting = false
 		d.mu.Unlock()
 	}()
-	if err := d.periodicSnapshot(ctx); err != nil {
+	if err := d.periodicSnapshot(ctx); err != nil && ctx.Err() == nil {
 		d.log.Error("snapshot failed", "err", err)
 	}
 }

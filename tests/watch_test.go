@@ -481,3 +481,27 @@ func TestWatchRetention(t *testing.T) {
 	}
 	verifyRestore(t, tg, app, src, "app")
 }
+
+// One writer per name: a second watcher replicating the same name into the
+// same bucket is refused at start, naming the first; after the first stops
+// cleanly, the name is free. --takeover claims a name left by a writer
+// that is gone.
+func TestWatchOneWriterPerName(t *testing.T) {
+	eachTarget(t, func(t *testing.T, tg target) {
+		var srcs []string
+		for i := 0; i < 2; i++ {
+			src := filepath.Join(t.TempDir(), "app.db")
+			createDB(t, src, 4096, "wal", 100)
+			srcs = append(srcs, src)
+		}
+		first := startWatch(t, tg.cli, tg.args(srcs[0], "--name", "shared")...)
+		tg.cli.fails(t, tg.args("watch", srcs[1], "--name", "shared"), "another writer", srcs[0])
+		first.kill() // gone without releasing the name
+		tg.cli.fails(t, tg.args("watch", srcs[1], "--name", "shared"), "--takeover")
+		second := startWatch(t, tg.cli, tg.args(srcs[1], "--name", "shared", "--takeover")...)
+		second.stop()
+		// Released on a clean stop: the first database may take it back.
+		again := startWatch(t, tg.cli, tg.args(srcs[0], "--name", "shared")...)
+		again.stop()
+	})
+}

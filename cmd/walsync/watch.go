@@ -26,6 +26,7 @@ func (c *WatchCommand) Run(ctx context.Context, args []string) error {
 	name := fs.String("name", "", "name in the bucket (only with one database; default: file name without extension)")
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long to keep shipping after SIGINT/SIGTERM")
 	uploads := fs.Int("uploads", 4, "concurrent uploads")
+	takeover := fs.Bool("takeover", false, "take over names another walsync (on another host, or for another file) left claimed in the bucket")
 	retention := fs.Duration("retention", 0, "keep every restore point of this window (e.g. 72h) and delete what none needs; 0 keeps everything")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -74,6 +75,7 @@ func (c *WatchCommand) Run(ctx context.Context, args []string) error {
 		ShutdownTimeout:  *shutdown,
 		Uploads:          *uploads,
 		Retention:        *retention,
+		Takeover:         *takeover,
 	}
 	for _, p := range paths {
 		if err := w.Add(p, names[p]); err != nil {
