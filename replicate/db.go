@@ -124,7 +124,16 @@ func (d *DB) open(ctx context.Context) error {
 		d.closeFiles()
 		return fmt.Errorf("database %s is in journal_mode=%s: walsync watch follows the WAL; switch it once with: sqlite3 %s 'PRAGMA journal_mode=WAL'", d.Path, mode, d.Path)
 	}
+	// Pin under the write lock. If the WAL is fully checkpointed but holds
+	// frames captured by nobody yet (walsync was down), the pin gets read
+	// mark 0, which does not stop a restart: those frames must be captured
+	// before any writer can commit, so writers wait until open is done.
 	d.cur = 0
+	if err := d.pins[1].lockWriters(); err != nil {
+		d.closeFiles()
+		return err
+	}
+	defer d.pins[1].end() //nolint:errcheck // released on every path
 	if err := d.pins[0].begin(); err != nil {
 		d.closeFiles()
 		return err
@@ -175,8 +184,17 @@ func (d *DB) open(ctx context.Context) error {
 		d.committed.Store(st.NextSeq)
 		d.snapCommitted.Store(st.NextSeq + 1)
 		d.log.Info("resuming", "generation", d.gen.String(), "wal_frame", st.Pos.Frame, "next_seq", st.NextSeq)
+		// Capture what was committed while walsync was down, still
+		// under the write lock (see above).
+		if _, err := d.capture(); errors.Is(err, errDiscontinuity) {
+			d.pins[1].end() //nolint:errcheck
+			return d.newGeneration(ctx, err.Error())
+		} else if err != nil {
+			return err
+		}
 		return nil
 	}
+	d.pins[1].end() //nolint:errcheck // the snapshot takes its own lock
 	if st != nil && (st.Name != d.Name || st.Bucket != d.w.Storage.String()) {
 		// Captured for another bucket or name: not ours to upload here.
 		if moved, err := d.spool.setAside(); err != nil {

@@ -96,3 +96,63 @@ func TestSpoolRecoversSegmentAheadOfState(t *testing.T) {
 		t.Fatalf("segments applied: got=%d, want 3", res.Segments)
 	}
 }
+
+// walsync was down while the application committed and then checkpointed
+// everything: the frames are still in the WAL, but the next write will
+// restart it. Opening must capture them before any writer can commit
+// again (its pin has read mark 0, which does not stop a restart).
+func TestOpenCapturesCheckpointedFramesBeforeWritersResume(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	app := openApp(t, src)
+	mustExec(t, app, "PRAGMA journal_mode=wal")
+	mustExec(t, app, "PRAGMA wal_autocheckpoint=0")
+	mustExec(t, app, "CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)")
+	st, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &Watcher{Storage: st}
+	ctx := context.Background()
+	d := newTestDB(t, w, src)
+	gen := d.gen
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(5000))")
+	if err := d.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d.close()
+
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(5000))")
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(5000))")
+	mustExec(t, app, "PRAGMA wal_checkpoint(PASSIVE)")
+
+	d = newTestDB(t, w, src)
+	h, err := d.readIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.NBackfill != h.MaxFrame {
+		t.Fatalf("setup: want a fully checkpointed WAL, got backfill %d of %d", h.NBackfill, h.MaxFrame)
+	}
+	if d.gen != gen || d.st.Pos.Frame != h.MaxFrame {
+		t.Fatalf("after open: generation %s (want %s), position frame %d (want %d, everything captured)", d.gen, gen, d.st.Pos.Frame, h.MaxFrame)
+	}
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(5000))") // restarts the WAL
+	if err := d.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d.gen != gen {
+		t.Fatalf("a WAL restart after everything was captured started a new generation")
+	}
+	if err := w.uploadAll(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	want := checkpointedCopy(t, src)
+	out := filepath.Join(t.TempDir(), "out.db")
+	if _, err := (&restore.Restorer{Storage: st}).Restore(ctx, "app", out, restore.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(out); string(got) != string(want) {
+		t.Fatalf("restore differs: got=%d bytes, want %d", len(got), len(want))
+	}
+}
