@@ -669,6 +669,10 @@ func (d *DB) fail(err error) {
 	if d.failed == nil {
 		d.failed = err
 		d.log.Error("replication stopped", "err", err)
+		// Let go of the WAL: a stopped replication must not hold back
+		// the application's checkpoints.
+		d.closeFiles()
+		d.opened = false
 	}
 }
 
