@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -195,6 +196,16 @@ var encoderOptions = []zstd.EOption{
 	zstd.WithWindowSize(1 << 20),
 }
 
+// encoders are reused: a zstd encoder allocates its tables and window on
+// first use, and a watcher writes one object per captured commit.
+var encoders = sync.Pool{New: func() any {
+	enc, err := zstd.NewWriter(nil, encoderOptions...)
+	if err != nil {
+		panic(err) // only on invalid options, which are constants
+	}
+	return enc
+}}
+
 // ObjectWriter writes one object: header, compressed content, trailer.
 type ObjectWriter struct {
 	w       io.Writer
@@ -210,10 +221,8 @@ func NewObjectWriter(w io.Writer, h ObjectHeader) (*ObjectWriter, error) {
 	if _, err := w.Write(hb); err != nil {
 		return nil, err
 	}
-	enc, err := zstd.NewWriter(w, encoderOptions...)
-	if err != nil {
-		return nil, err
-	}
+	enc := encoders.Get().(*zstd.Encoder)
+	enc.Reset(w)
 	return &ObjectWriter{w: w, enc: enc, content: sha256.New()}, nil
 }
 
@@ -225,15 +234,20 @@ func (ow *ObjectWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Close flushes the compressed content and writes the trailer.
+// Close flushes the compressed content and writes the trailer. The
+// writer cannot be used afterwards.
 func (ow *ObjectWriter) Close() error {
-	if err := ow.enc.Close(); err != nil {
+	err := ow.enc.Close()
+	ow.enc.Reset(nil)
+	encoders.Put(ow.enc)
+	ow.enc = nil
+	if err != nil {
 		return err
 	}
 	t := ObjectTrailer{ContentSize: ow.n}
 	copy(t.ContentSHA256[:], ow.content.Sum(nil))
 	tb, _ := t.MarshalBinary()
-	_, err := ow.w.Write(tb)
+	_, err = ow.w.Write(tb)
 	return err
 }
 

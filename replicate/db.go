@@ -1,7 +1,6 @@
 package replicate
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -434,18 +433,15 @@ func (d *DB) snapshot(ctx context.Context, captureFirst bool) error {
 		Seq: seq, Created: start,
 	}
 	err = d.spool.writeFile(entryName(seq, true), func(w io.Writer) error {
-		bw := bufio.NewWriterSize(w, 256<<10)
-		ow, err := walsync.NewObjectWriter(bw, hdr)
+		// No buffer needed: the zstd encoder writes whole blocks.
+		ow, err := walsync.NewObjectWriter(w, hdr)
 		if err != nil {
 			return err
 		}
 		if err := view.copyPages(ctx, ow, nil); err != nil {
 			return err
 		}
-		if err := ow.Close(); err != nil {
-			return err
-		}
-		return bw.Flush()
+		return ow.Close()
 	})
 	if err != nil {
 		return fmt.Errorf("snapshot %s: %w", d.Path, err)
@@ -608,9 +604,9 @@ func (d *DB) capture() (int, error) {
 	err = d.spool.writeFile(entryName(seq, false), func(w io.Writer) error {
 		f := w.(*os.File)
 		// The header is rewritten once the frame count is known; the
-		// content follows it, so write a placeholder first.
-		bw := bufio.NewWriterSize(f, 256<<10)
-		ow, err := walsync.NewObjectWriter(bw, hdr)
+		// content follows it, so write a placeholder first. No buffer:
+		// the zstd encoder writes whole blocks.
+		ow, err := walsync.NewObjectWriter(f, hdr)
 		if err != nil {
 			return err
 		}
@@ -635,9 +631,6 @@ func (d *DB) capture() (int, error) {
 			return fmt.Errorf("%w: the wal-index says frame %d is committed, the WAL's valid frames end at %d", errDiscontinuity, h.MaxFrame, end.Frame)
 		}
 		if err := ow.Close(); err != nil {
-			return err
-		}
-		if err := bw.Flush(); err != nil {
 			return err
 		}
 		hdr.FrameCount, hdr.PageCount = n, end.DBPages
