@@ -46,21 +46,25 @@ type DB struct {
 	log   *slog.Logger
 	spool *spool
 
-	mu      sync.Mutex // serialises sync, snapshot, close
-	st      *spoolState
-	gen     walsync.Generation
-	pins    [2]*pinConn
-	cur     int  // index of the pin holding the read transaction
-	atZero  bool // the current pin began with the WAL fully checkpointed
-	dbf     *os.File
-	walf    *os.File
-	shmf    *os.File
-	walHdr  wal.Header // header of the WAL the position is in, when known
-	dev     uint64
-	ino     uint64
-	opened  bool
-	failed  error // set when the database cannot be replicated any more
-	pending bool  // queued for a sync (guarded by w.qmu)
+	mu     sync.Mutex // serialises sync, snapshot, close
+	st     *spoolState
+	gen    walsync.Generation
+	pins   [2]*pinConn
+	cur    int  // index of the pin holding the read transaction
+	atZero bool // the current pin began with the WAL fully checkpointed
+	// pinnedAt is the wal-index's last frame when the current pin began:
+	// no checkpoint copies frames past it while the pin is held.
+	pinnedAt    uint32
+	lastCapture time.Time
+	dbf         *os.File
+	walf        *os.File
+	shmf        *os.File
+	walHdr      wal.Header // header of the WAL the position is in, when known
+	dev         uint64
+	ino         uint64
+	opened      bool
+	failed      error // set when the database cannot be replicated any more
+	pending     bool  // queued for a sync (guarded by w.qmu)
 
 	snapshotting bool    // a periodic snapshot is running
 	jitter       float64 // in [0,1): spreads periodic snapshots
@@ -153,7 +157,7 @@ func (d *DB) open(ctx context.Context) error {
 		d.closeFiles()
 		return err
 	}
-	d.atZero = h.NBackfill == h.MaxFrame
+	d.atZero, d.pinnedAt = h.NBackfill == h.MaxFrame, h.MaxFrame
 	d.opened = true
 	if d.claimID == "" {
 		if err := d.claim(ctx); err != nil {
@@ -401,7 +405,7 @@ func (d *DB) snapshot(ctx context.Context, captureFirst bool) error {
 	if err != nil {
 		return err
 	}
-	d.atZero = h.NBackfill == h.MaxFrame
+	d.atZero, d.pinnedAt = h.NBackfill == h.MaxFrame, h.MaxFrame
 	view := &pageView{db: d.dbf, pageSize: d.st.PageSize}
 	if err := view.loadWAL(d.Path, d.shmf, d.walf); err != nil {
 		return err
@@ -477,16 +481,35 @@ func (d *DB) sync(ctx context.Context) error {
 		d.mu.Lock()
 		return err
 	}
-	n, err := d.capture()
-	if errors.Is(err, errDiscontinuity) {
-		return d.newGeneration(ctx, err.Error())
-	}
-	if err != nil {
-		return err
-	}
 	h, err := d.readIndex()
 	if err != nil {
 		return err
+	}
+	// Batching: committed frames are safe in the WAL while a pin is held,
+	// whatever its mark, so a burst of commits can wait up to the sync
+	// interval and go out as one segment (one PUT). The first commit after
+	// a quiet spell goes at once. Capture does not wait when a checkpoint
+	// is being held back by the pin: when it has caught up with the pin
+	// while newer frames exist, or when the pin has read mark 0 (which
+	// stops every checkpoint) and new frames exist.
+	n := 0
+	wait := d.w.SyncInterval - d.now().Sub(d.lastCapture)
+	pending := h.MaxFrame != d.st.Pos.Frame || h.Salt1 != d.st.Pos.Salt1
+	held := pending && (d.atZero || (h.NBackfill >= d.pinnedAt && h.MaxFrame > d.pinnedAt))
+	if wait <= 0 || held || d.w.stopping.Load() {
+		if n, err = d.capture(); errors.Is(err, errDiscontinuity) {
+			return d.newGeneration(ctx, err.Error())
+		} else if err != nil {
+			return err
+		}
+		if n > 0 {
+			d.lastCapture = d.now()
+		}
+		if h, err = d.readIndex(); err != nil {
+			return err
+		}
+	} else if pending {
+		d.w.syncAfter(d, wait)
 	}
 	// Move the pin when frames were captured (checkpoints may now go
 	// further) or when everything is checkpointed and the pin still uses
@@ -543,7 +566,7 @@ func (d *DB) cycle() error {
 		return err
 	}
 	d.cur = 1 - d.cur
-	d.atZero = atZero
+	d.atZero, d.pinnedAt = atZero, h.MaxFrame
 	return nil
 }
 

@@ -46,6 +46,10 @@ type Watcher struct {
 	// ShutdownTimeout bounds the final capture and upload when the context
 	// ends. Zero means 30 s.
 	ShutdownTimeout time.Duration
+	// SyncInterval batches: after a capture, further commits wait up to
+	// this long to go out together in one segment (one PUT), unless a
+	// checkpoint waits for them. Zero captures every commit at once.
+	SyncInterval time.Duration
 	// Takeover claims names whose lock.json another host or database left
 	// (a writer that is gone for good). See claim.go.
 	Takeover bool

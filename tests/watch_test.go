@@ -326,7 +326,7 @@ func TestWatchRestoreGap(t *testing.T) {
 	createDB(t, src, 4096, "wal", 100)
 	app := openDB(t, src)
 	app.SetMaxOpenConns(1)
-	w := startWatch(t, tg.cli, tg.args(src)...)
+	w := startWatch(t, tg.cli, append(tg.args(src), "--sync-interval", "0")...)
 	for i := 0; i < 10; i++ {
 		insertBatches(t, app, 100+i, 50, 50)
 		time.Sleep(50 * time.Millisecond)
@@ -504,4 +504,37 @@ func TestWatchOneWriterPerName(t *testing.T) {
 		again := startWatch(t, tg.cli, tg.args(srcs[0], "--name", "shared")...)
 		again.stop()
 	})
+}
+
+// --sync-interval batches a burst of commits into few segments (few PUTs);
+// --sync-interval 0 ships every commit as its own segment. Both restore
+// exactly.
+func TestWatchSyncInterval(t *testing.T) {
+	for _, tc := range []struct {
+		interval string
+		min, max int
+	}{
+		{"1s", 1, 8},
+		{"0", 40, 1000},
+	} {
+		t.Run(tc.interval, func(t *testing.T) {
+			tg := fileTarget(t)
+			src := filepath.Join(t.TempDir(), "app.db")
+			createDB(t, src, 4096, "wal", 100)
+			app := openDB(t, src)
+			app.SetMaxOpenConns(1)
+			w := startWatch(t, tg.cli, append(tg.args(src), "--sync-interval", tc.interval)...)
+			for i := 0; i < 50; i++ {
+				insertBatches(t, app, 100+i, 5, 5)
+				time.Sleep(40 * time.Millisecond)
+			}
+			w.stop()
+			n := len(segmentKeys(t, tg))
+			t.Logf("50 commits over ~2 s with --sync-interval %s: %d segments", tc.interval, n)
+			if n < tc.min || n > tc.max {
+				t.Errorf("segments: got=%d, want between %d and %d", n, tc.min, tc.max)
+			}
+			verifyRestore(t, tg, app, src, "app")
+		})
+	}
 }

@@ -26,6 +26,7 @@ func (c *WatchCommand) Run(ctx context.Context, args []string) error {
 	name := fs.String("name", "", "name in the bucket (only with one database; default: file name without extension)")
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long to keep shipping after SIGINT/SIGTERM")
 	uploads := fs.Int("uploads", 4, "concurrent uploads")
+	syncInterval := fs.Duration("sync-interval", time.Second, "commits within this interval of the previous capture are shipped together as one segment (0: every commit at once)")
 	takeover := fs.Bool("takeover", false, "take over names another walsync (on another host, or for another file) left claimed in the bucket")
 	retention := fs.Duration("retention", 0, "keep every restore point of this window (e.g. 72h) and delete what none needs; 0 keeps everything")
 	pos, err := parseArgs(fs, args)
@@ -37,6 +38,9 @@ func (c *WatchCommand) Run(ctx context.Context, args []string) error {
 	}
 	if *name != "" && len(pos) != 1 {
 		return usagef("--name works with one database; %d given", len(pos))
+	}
+	if *syncInterval < 0 {
+		return usagef("--sync-interval %v: want a duration >= 0, e.g. 1s", *syncInterval)
 	}
 	if *retention < 0 {
 		return usagef("--retention %v: want a duration >= 0, e.g. 72h", *retention)
@@ -76,6 +80,7 @@ func (c *WatchCommand) Run(ctx context.Context, args []string) error {
 		Uploads:          *uploads,
 		Retention:        *retention,
 		Takeover:         *takeover,
+		SyncInterval:     *syncInterval,
 	}
 	for _, p := range paths {
 		if err := w.Add(p, names[p]); err != nil {
