@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -373,6 +374,19 @@ func (v *VerifyingReader) Verify() error {
 		return fmt.Errorf("%s: %w: recorded sha256 %s, stored bytes hash to %s", v.key, ErrChecksum, v.want, got)
 	}
 	return nil
+}
+
+// NormalizeSum returns a hex SHA-256 in lower case, or an error wrapping
+// ErrChecksum when sum is not one. Every backend's Put checks its sum
+// argument with it.
+func NormalizeSum(sum string) (string, error) {
+	s := strings.ToLower(sum)
+	if len(s) != 2*sha256.Size || strings.ContainsFunc(s, func(r rune) bool {
+		return (r < '0' || r > '9') && (r < 'a' || r > 'f')
+	}) {
+		return "", fmt.Errorf("%w: %q is not a hex SHA-256", ErrChecksum, sum)
+	}
+	return s, nil
 }
 
 // ReadObjectHeaderOnly is a helper for tools that only need the header.

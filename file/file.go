@@ -114,7 +114,7 @@ func (c *Client) Put(ctx context.Context, key string, body io.ReadSeeker, size i
 	if err := validKey(key); err != nil {
 		return fmt.Errorf("put %s: %w", c.url(key), err)
 	}
-	want, err := normalizeSum(sum)
+	want, err := walsync.NormalizeSum(sum)
 	if err != nil {
 		return fmt.Errorf("put %s: %w", c.url(key), err)
 	}
@@ -452,7 +452,7 @@ func (c *Client) readSum(op, p string) (string, error) {
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 		return "", fmt.Errorf("read %s: %w", f.Name(), err)
 	}
-	sum, err := normalizeSum(strings.TrimSpace(string(buf[:n])))
+	sum, err := walsync.NormalizeSum(strings.TrimSpace(string(buf[:n])))
 	if err != nil || n > 2*sha256.Size+1 {
 		return "", fmt.Errorf("%w: %s does not hold a hex SHA-256", walsync.ErrNoChecksum, f.Name())
 	}
@@ -572,18 +572,6 @@ func validComponent(part string) error {
 		return errors.New("control character")
 	}
 	return nil
-}
-
-// normalizeSum returns sum in lower case, or an error wrapping
-// walsync.ErrChecksum when it is not a hex SHA-256.
-func normalizeSum(sum string) (string, error) {
-	s := strings.ToLower(sum)
-	if len(s) != 2*sha256.Size || strings.ContainsFunc(s, func(r rune) bool {
-		return (r < '0' || r > '9') && (r < 'a' || r > 'f')
-	}) {
-		return "", fmt.Errorf("%w: %q is not a hex SHA-256", walsync.ErrChecksum, sum)
-	}
-	return s, nil
 }
 
 // ctxReader stops a copy when its context is done.

@@ -64,7 +64,6 @@ package s3
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -299,7 +298,7 @@ func (c *Client) Put(ctx context.Context, key string, body io.ReadSeeker, size i
 	if err := validKey(key); err != nil {
 		return fmt.Errorf("put %s: %w", c.url(key), err)
 	}
-	want, err := normalizeSum(sum)
+	want, err := walsync.NormalizeSum(sum)
 	if err != nil {
 		return fmt.Errorf("put %s: %w", c.url(key), err)
 	}
@@ -588,16 +587,4 @@ func validKey(key string) error {
 		}
 	}
 	return nil
-}
-
-// normalizeSum returns sum in lower case, or an error wrapping
-// walsync.ErrChecksum when it is not a hex SHA-256.
-func normalizeSum(sum string) (string, error) {
-	s := strings.ToLower(sum)
-	if len(s) != 2*sha256.Size || strings.ContainsFunc(s, func(r rune) bool {
-		return (r < '0' || r > '9') && (r < 'a' || r > 'f')
-	}) {
-		return "", fmt.Errorf("%w: %q is not a hex SHA-256", walsync.ErrChecksum, sum)
-	}
-	return s, nil
 }
