@@ -1,20 +1,25 @@
-// Package restore turns stored objects back into a database file and
-// answers what is stored (List).
+// Package restore turns stored objects back into a database file, proves
+// them restorable without writing one (Verify), and answers what is stored
+// (List).
 //
-// A restore is the newest snapshot followed by every WAL segment that
-// continues it (docs/FORMAT.md, "WAL segments"): segments are applied in
-// sequence order from the number the snapshot names, until the numbers
-// stop or a segment of another generation comes. A missing number with a
-// later segment of the same generation, or a segment that does not start
-// where the previous object ended, is a gap (ErrGap): the restore fails
-// rather than stitch across it.
+// A restore is a snapshot followed by every WAL segment that continues it
+// (docs/FORMAT.md, "WAL segments"): segments are applied in sequence order
+// from the number the snapshot names, until the numbers stop, a segment of
+// another generation comes, or, for a point in time, the next segment was
+// captured after it. Which snapshot: the newest, or the newest whose state
+// is at or before the point in time (pit.go, docs/FORMAT.md "Point in
+// time"). A missing number with a later segment of the same generation, or
+// a segment that does not start where the previous object ended, is a gap
+// (ErrGap): the restore fails rather than stitch across it.
 //
 // Every object is verified against its recorded SHA-256, and every frame
-// against the WAL checksum chain, as its bytes stream in. The output is
-// built in a temporary file beside the destination and renamed into place
-// only after every check passed, so a failed restore leaves the output path
-// as it was. Memory does not grow with the database or the segments: one
-// copy buffer for the snapshot, one frame buffer for the segments.
+// against the WAL checksum chain, as its bytes stream in; readSnapshot and
+// readSegment hold those checks, continues the continuity rule, and
+// restore and verify share them. The output is built in a temporary file
+// beside the destination and renamed into place only after every check
+// passed, so a failed restore leaves the output path as it was. Memory
+// does not grow with the database or the segments: one copy buffer for the
+// snapshot, one frame buffer for the segments.
 package restore
 
 import (
@@ -27,6 +32,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/walsync/walsync"
@@ -48,6 +55,12 @@ type Options struct {
 	// Force replaces an existing output file (and removes its stale -wal
 	// and -shm files, which SQLite would otherwise apply to the new file).
 	Force bool
+	// PointInTime, when not zero, restores the state after the last
+	// transaction captured at or before it instead of the newest state
+	// (docs/FORMAT.md, "Point in time"). A time before the first snapshot
+	// fails with ErrBeforeFirst, a time between two generations with
+	// ErrTimeGap.
+	PointInTime time.Time
 }
 
 // Result describes a finished restore.
@@ -62,8 +75,13 @@ type Result struct {
 	Segments int
 	// LastSeq is the number of the last segment applied; meaningful only
 	// when Segments > 0.
-	LastSeq  uint64
-	Duration time.Duration
+	LastSeq uint64
+	// PointInTime is the time asked for (zero: the newest state).
+	PointInTime time.Time
+	// StateTime is when the restored state was captured: the capture time
+	// of the last segment applied, or the snapshot's.
+	StateTime time.Time
+	Duration  time.Duration
 }
 
 func (r *Restorer) logger() *slog.Logger {
@@ -73,7 +91,9 @@ func (r *Restorer) logger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// Restore writes the newest state of name to output.
+// Restore writes the newest state of name to output, or, with
+// opts.PointInTime, the state after the last transaction captured at or
+// before that time (docs/FORMAT.md, "Point in time").
 func (r *Restorer) Restore(ctx context.Context, name, output string, opts Options) (*Result, error) {
 	start := time.Now()
 	if err := walsync.ValidateName(name); err != nil {
@@ -86,15 +106,11 @@ func (r *Restorer) Restore(ctx context.Context, name, output string, opts Option
 	if err := checkOutput(out, opts.Force); err != nil {
 		return nil, err
 	}
-	snaps, err := r.snapshots(ctx, name)
+	cat, err := r.catalog(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	if len(snaps) == 0 {
-		return nil, fmt.Errorf("no snapshots of %q in %s (walsync list shows what is stored): %w", name, r.Storage, walsync.ErrNotExist)
-	}
-	latest := snaps[len(snaps)-1]
-	segs, err := r.segments(ctx, name)
+	bases, err := r.choose(ctx, cat, opts.PointInTime)
 	if err != nil {
 		return nil, err
 	}
@@ -111,22 +127,28 @@ func (r *Restorer) Restore(ctx context.Context, name, output string, opts Option
 		}
 	}()
 
-	progress := &progressTracker{fn: r.Progress, total: latest.Size}
-	hdr, err := r.applySnapshot(ctx, latest, tmp, progress, func(h walsync.ObjectHeader) {
-		for _, s := range segs {
-			if s.Seq >= h.Seq {
-				progress.total += s.Size
+	var a *attempt
+	for i, b := range bases {
+		if i > 0 {
+			if err := tmp.Truncate(0); err != nil {
+				return nil, fmt.Errorf("truncate %s: %w", tmp.Name(), err)
+			}
+			if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+				return nil, err
 			}
 		}
-	})
-	if err != nil {
-		return nil, err
+		a, err = r.attempt(ctx, cat, b, tmp, opts.PointInTime)
+		if err != nil {
+			return nil, err
+		}
+		if i+1 < len(bases) && !a.stateTime.After(bases[i+1].hdr.Created) {
+			r.logger().Info("the chain from a snapshot does not reach past a newer snapshot of another generation; restoring that one",
+				"name", name, "snapshot", b.ref.Key, "state_time", a.stateTime, "newer", bases[i+1].ref.Key)
+			continue
+		}
+		break
 	}
-	c := &chain{r: r, name: name, dst: tmp, progress: progress, snap: hdr,
-		prev: snapshotPos(latest.Key, hdr), pageCount: hdr.PageCount}
-	if err := c.applySegments(ctx, segs); err != nil {
-		return nil, err
-	}
+	c, hdr := a.chain, a.snap
 	dbSize := int64(c.pageCount) * int64(hdr.PageSize)
 	if c.applied > 0 {
 		// Pages past the last commit's database size (a VACUUM, a
@@ -156,13 +178,51 @@ func (r *Restorer) Restore(ctx context.Context, name, output string, opts Option
 		return nil, err
 	}
 	res := &Result{
-		Name: name, Output: out, SnapshotKey: latest.Key, Generation: hdr.Generation,
-		DBSize: dbSize, Segments: c.applied, LastSeq: c.lastSeq, Duration: time.Since(start),
+		Name: name, Output: out, SnapshotKey: a.ref.Key, Generation: hdr.Generation,
+		DBSize: dbSize, Segments: c.applied, LastSeq: c.lastSeq, PointInTime: opts.PointInTime,
+		StateTime: a.stateTime, Duration: time.Since(start),
 	}
-	r.logger().Info("restored", "name", name, "output", out, "snapshot", latest.Key,
-		"segments", res.Segments, "last_seq", res.LastSeq,
+	r.logger().Info("restored", "name", name, "output", out, "snapshot", a.ref.Key,
+		"segments", res.Segments, "last_seq", res.LastSeq, "state_time", res.StateTime,
 		"bytes", res.DBSize, "duration", res.Duration.Round(time.Millisecond))
 	return res, nil
+}
+
+// attempt is one restore from one base snapshot into the temporary file.
+type attempt struct {
+	ref       snapshotRef
+	snap      walsync.ObjectHeader
+	chain     *chain
+	stateTime time.Time // capture time of the state reached
+}
+
+// attempt applies the snapshot b and the segments continuing it (up to
+// the point in time until, when not zero) into tmp.
+func (r *Restorer) attempt(ctx context.Context, cat *catalog, b candidate, tmp *os.File, until time.Time) (*attempt, error) {
+	progress := &progressTracker{fn: r.Progress, total: b.ref.Size}
+	hdr, err := readSnapshot(ctx, r.Storage, b.ref, tmp, progress, func(h walsync.ObjectHeader) {
+		for _, s := range cat.segs {
+			if s.Seq >= h.Seq && (until.IsZero() || !s.Time.After(until)) {
+				progress.add(0, s.Size)
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if hdr.Generation != b.hdr.Generation || hdr.Seq != b.hdr.Seq || !hdr.Created.Equal(b.hdr.Created) {
+		return nil, fmt.Errorf("%s: %w: its verified header differs from the one read to choose it", b.ref.Key, walsync.ErrFormat)
+	}
+	c := &chain{r: r, name: cat.name, dst: tmp, progress: progress, snap: hdr, until: until,
+		prev: snapshotPos(b.ref.Key, hdr), pageCount: hdr.PageCount}
+	if err := c.applySegments(ctx, cat.segs); err != nil {
+		return nil, err
+	}
+	a := &attempt{ref: b.ref, snap: hdr, chain: c, stateTime: hdr.Created}
+	if c.applied > 0 {
+		a.stateTime = c.lastTime
+	}
+	return a, nil
 }
 
 // checkOutput refuses an existing output (or its -wal/-shm) without force,
@@ -198,7 +258,7 @@ type snapshotRef struct {
 	Size int64
 }
 
-// snapshots lists name's snapshot objects, oldest first.
+// snapshots lists name's snapshot objects, by key time (then key).
 func (r *Restorer) snapshots(ctx context.Context, name string) ([]snapshotRef, error) {
 	var out []snapshotRef
 	for obj, err := range r.Storage.List(ctx, name+"/"+walsync.SnapshotDir+"/") {
@@ -211,65 +271,90 @@ func (r *Restorer) snapshots(ctx context.Context, name string) ([]snapshotRef, e
 		}
 		out = append(out, snapshotRef{Key: obj.Key, Time: k.Time, Size: obj.Size})
 	}
-	slices.SortFunc(out, func(a, b snapshotRef) int { return a.Time.Compare(b.Time) })
+	slices.SortFunc(out, func(a, b snapshotRef) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
 	return out, nil
 }
 
-// applySnapshot streams one snapshot object into dst, verifying the stored
-// bytes' SHA-256 and the content's against the trailer. When anything is
-// wrong the stored-bytes checksum is reported first: a flipped byte usually
-// breaks decompression before the end, and "checksum mismatch" names the
-// cause better than a decoder's message. onHeader, when set, is called
-// with the header once it is read, before the content.
-func (r *Restorer) applySnapshot(ctx context.Context, ref snapshotRef, dst io.Writer, p *progressTracker, onHeader func(walsync.ObjectHeader)) (walsync.ObjectHeader, error) {
-	body, info, err := r.Storage.Get(ctx, ref.Key)
+// readSnapshot streams one snapshot object into dst (io.Discard to only
+// check it), verifying the stored bytes' SHA-256, the content's against
+// the trailer and the content length against the header's page count.
+// When anything is wrong the stored-bytes checksum is reported first: a
+// flipped byte usually breaks decompression before the end, and "checksum
+// mismatch" names the cause better than a decoder's message. onHeader,
+// when set, is called with the header once it is read, before the content.
+// The header is returned whenever it could be read, even with an error.
+func readSnapshot(ctx context.Context, st walsync.Storage, ref snapshotRef, dst io.Writer, p *progressTracker, onHeader func(walsync.ObjectHeader)) (walsync.ObjectHeader, error) {
+	var none walsync.ObjectHeader
+	body, info, err := st.Get(ctx, ref.Key)
 	if err != nil {
-		return walsync.ObjectHeader{}, fmt.Errorf("get %s: %w", ref.Key, err)
+		return none, fmt.Errorf("get %s: %w", ref.Key, err)
 	}
 	defer body.Close()
 	if info.SHA256 == "" {
-		return walsync.ObjectHeader{}, fmt.Errorf("%s: %w: refusing to use it", ref.Key, walsync.ErrNoChecksum)
+		return none, fmt.Errorf("%s: %w: refusing to use it", ref.Key, walsync.ErrNoChecksum)
 	}
-	vr := walsync.NewVerifyingReader(p.wrap(body), ref.Key, info.SHA256)
+	vr := walsync.NewVerifyingReader(p.wrap(ctxReader{ctx, body}), ref.Key, info.SHA256)
 	or, err := walsync.NewObjectReader(vr, info.Size)
 	if err != nil {
 		if verr := vr.Verify(); verr != nil {
-			return walsync.ObjectHeader{}, verr
+			return none, verr
 		}
-		return walsync.ObjectHeader{}, fmt.Errorf("%s: %w", ref.Key, err)
+		return none, fmt.Errorf("%s: %w", ref.Key, err)
 	}
 	defer or.Close()
-	if or.Header.Kind != walsync.KindByteSnapshot {
+	h := or.Header
+	if h.Kind != walsync.KindByteSnapshot {
 		if verr := vr.Verify(); verr != nil {
-			return walsync.ObjectHeader{}, verr
+			return h, verr
 		}
-		return or.Header, fmt.Errorf("%s: %w: not a snapshot object", ref.Key, walsync.ErrFormat)
+		return h, fmt.Errorf("%s: %w: not a snapshot object", ref.Key, walsync.ErrFormat)
 	}
 	if onHeader != nil {
-		onHeader(or.Header)
+		onHeader(h)
 	}
 	n, copyErr := io.Copy(dst, or)
+	if copyErr != nil && ctx.Err() != nil {
+		return h, ctx.Err()
+	}
 	if verr := vr.Verify(); verr != nil {
-		return walsync.ObjectHeader{}, verr
+		return h, verr
 	}
 	if copyErr != nil {
 		var pe *fs.PathError
 		if errors.As(copyErr, &pe) {
-			return walsync.ObjectHeader{}, fmt.Errorf("write restored database: %w", copyErr)
+			return h, fmt.Errorf("write restored database: %w", copyErr)
 		}
-		return walsync.ObjectHeader{}, fmt.Errorf("%s: %w", ref.Key, copyErr)
+		return h, fmt.Errorf("%s: %w", ref.Key, copyErr)
 	}
-	h := or.Header
 	if want := int64(h.PageCount) * int64(h.PageSize); n != want {
 		return h, fmt.Errorf("%s: %w: %d bytes of content, header says %d pages of %d", ref.Key, walsync.ErrFormat, n, h.PageCount, h.PageSize)
 	}
 	return h, nil
 }
 
+// ctxReader stops a long read when its context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
 // progressTracker adds up the stored bytes read across all the objects of
-// one restore, for Restorer.Progress.
+// one restore or verify, for a Progress function. Safe for concurrent use.
 type progressTracker struct {
 	fn          func(done, total int64)
+	mu          sync.Mutex
 	done, total int64
 }
 
@@ -282,6 +367,20 @@ func (p *progressTracker) wrap(r io.Reader) io.Reader {
 	return &progressReader{r: r, p: p}
 }
 
+// add counts done bytes read and total bytes more to read.
+func (p *progressTracker) add(done, total int64) {
+	if p == nil || p.fn == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done += done
+	p.total += total
+	if done > 0 {
+		p.fn(p.done, max(p.total, p.done))
+	}
+}
+
 type progressReader struct {
 	r io.Reader
 	p *progressTracker
@@ -289,8 +388,7 @@ type progressReader struct {
 
 func (pr *progressReader) Read(b []byte) (int, error) {
 	n, err := pr.r.Read(b)
-	pr.p.done += int64(n)
-	pr.p.fn(pr.p.done, max(pr.p.total, pr.p.done))
+	pr.p.add(int64(n), 0)
 	return n, err
 }
 

@@ -134,10 +134,15 @@ type chain struct {
 	snap     walsync.ObjectHeader
 	buf      []byte // one frame: header and page
 
+	// until, when not zero, is the point in time: segments captured after
+	// it end the chain.
+	until time.Time
+
 	prev      walPos
 	pageCount uint32 // database size in pages after the last applied commit
 	applied   int
 	lastSeq   uint64
+	lastTime  time.Time // capture time of the last applied segment
 }
 
 // errOtherGeneration is returned by applySegment for a verified segment of
@@ -147,8 +152,10 @@ type errOtherGeneration struct{ gen walsync.Generation }
 func (e errOtherGeneration) Error() string { return "segment of generation " + e.gen.String() }
 
 // applySegments applies, in sequence order, every segment that continues
-// the snapshot: from number snap.Seq on, until the numbers stop or a
-// segment of another generation comes.
+// the snapshot: from number snap.Seq on, until the numbers stop, a segment
+// of another generation comes, or (with a point in time) the next segment
+// was captured after it. A segment whose key time is after the point is
+// not read: the key's time is the header's capture time (docs/FORMAT.md).
 func (c *chain) applySegments(ctx context.Context, segs []segmentRef) error {
 	gen := c.snap.Generation
 	expected := c.snap.Seq
@@ -182,6 +189,11 @@ func (c *chain) applySegments(ctx context.Context, segs []segmentRef) error {
 				"name", c.name, "missing", expected, "next", segs[i].Key)
 			return nil
 		}
+		if !c.until.IsZero() && !slices.ContainsFunc(segs[i:j], func(s segmentRef) bool { return !s.Time.After(c.until) }) {
+			c.r.logger().Debug("WAL segments end: the next one was captured after the point in time",
+				"name", c.name, "next", segs[i].Key)
+			return nil
+		}
 		ref, ok, err := c.r.pickSegment(ctx, segs[i:j], gen, c.progress)
 		if err != nil {
 			return err
@@ -196,6 +208,12 @@ func (c *chain) applySegments(ctx context.Context, segs []segmentRef) error {
 		if errors.As(err, &other) {
 			c.r.logger().Info("WAL segments end: the next one belongs to another generation",
 				"name", c.name, "key", ref.Key, "generation", other.gen.String())
+			return nil
+		}
+		var after errAfterPoint
+		if errors.As(err, &after) {
+			c.r.logger().Debug("WAL segments end: the next one was captured after the point in time",
+				"name", c.name, "key", ref.Key, "created", after.created)
 			return nil
 		}
 		if err != nil {
@@ -288,24 +306,93 @@ func (r *Restorer) verifiedHeader(ctx context.Context, ref segmentRef, p *progre
 // Frames are applied as they stream in, one frame buffer at a time; a
 // failure anywhere fails the whole restore, whose temporary output is then
 // removed, so pages of a segment that later proves bad never reach the
-// output path. When anything is wrong, a mismatch of the stored bytes'
-// SHA-256 is reported first (it names the cause better than whatever
-// check the damaged bytes broke).
+// output path. A segment of another generation ends the chain
+// (errOtherGeneration), and so does one captured after the point in time
+// (errAfterPoint): both only once the object's stored bytes are verified,
+// so a damaged header cannot pass for either.
 func (c *chain) applySegment(ctx context.Context, ref segmentRef) error {
-	body, info, err := c.r.Storage.Get(ctx, ref.Key)
+	ps := int64(c.snap.PageSize)
+	seg, err := readSegment(ctx, c.r.Storage, ref, c.progress, &c.buf, func(h walsync.ObjectHeader) error {
+		if h.Generation != c.snap.Generation {
+			return errOtherGeneration{h.Generation}
+		}
+		if !c.until.IsZero() && h.Created.After(c.until) {
+			return errAfterPoint{h.Created}
+		}
+		if h.PageSize != c.snap.PageSize {
+			return fmt.Errorf("%s: %w: page size %d, the snapshot's is %d", ref.Key, walsync.ErrFormat, h.PageSize, c.snap.PageSize)
+		}
+		if err := continues(c.prev, h); err != nil {
+			return fmt.Errorf("%w: %s does not continue %s: %v", ErrGap, ref.Key, c.prev.key, err)
+		}
+		return nil
+	}, func(pgno uint32, page []byte) error {
+		if _, err := c.dst.WriteAt(page, int64(pgno-1)*ps); err != nil {
+			return fmt.Errorf("write restored database: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("get %s: %w", ref.Key, err)
+		return err
+	}
+	c.prev = seg.end
+	c.pageCount = seg.hdr.PageCount
+	c.lastTime = seg.hdr.Created
+	return nil
+}
+
+// errAfterPoint is returned for a verified segment captured after the
+// point in time: the chain ends before it.
+type errAfterPoint struct{ created time.Time }
+
+func (e errAfterPoint) Error() string {
+	return "segment captured at " + e.created.Format(time.RFC3339Nano)
+}
+
+// segmentRead is what reading one segment object established.
+type segmentRead struct {
+	hdr walsync.ObjectHeader // Kind is 0 when the header could not be read
+	end walPos               // the WAL position after its last frame
+	sum string               // the recorded SHA-256 of its stored bytes
+}
+
+// readSegment streams one WAL segment object and checks everything that
+// can be checked from the object alone (docs/FORMAT.md, "WAL segments"):
+// the stored bytes against their recorded SHA-256; the header (kind 'W';
+// then check; then the number in the key, at least one frame); then, for
+// each frame, its salts, a page number other than 0 and the WAL checksum
+// chain from the header's WAL checksum; the frame count against the
+// content, the content against the trailer, and the last frame a commit
+// leaving the header's page count. It returns the position after the last
+// frame, which the continuity rule compares with the next object's header.
+//
+// check, when given, is called with the header before anything else of it
+// is checked (restore checks the generation there, so that a segment of
+// another generation ends the chain whatever else is wrong with it, then
+// the point in time, the page size and continuity); its error ends the
+// read. page, when given, receives each frame's page number and data as
+// the frames stream in; *buf is the frame buffer, reused across calls.
+// Whatever fails, a mismatch of the stored bytes' SHA-256 is reported
+// first: it names the cause better than whatever check the damaged bytes
+// broke. Memory is one frame buffer.
+func readSegment(ctx context.Context, st walsync.Storage, ref segmentRef, p *progressTracker, buf *[]byte,
+	check func(walsync.ObjectHeader) error, page func(pgno uint32, data []byte) error) (segmentRead, error) {
+	var res segmentRead
+	body, info, err := st.Get(ctx, ref.Key)
+	if err != nil {
+		return res, fmt.Errorf("get %s: %w", ref.Key, err)
 	}
 	defer body.Close()
+	res.sum = info.SHA256
 	if info.SHA256 == "" {
-		return fmt.Errorf("%s: %w: refusing to use it", ref.Key, walsync.ErrNoChecksum)
+		return res, fmt.Errorf("%s: %w: refusing to use it", ref.Key, walsync.ErrNoChecksum)
 	}
-	vr := walsync.NewVerifyingReader(c.progress.wrap(body), ref.Key, info.SHA256)
-	fail := func(err error) error {
+	vr := walsync.NewVerifyingReader(p.wrap(body), ref.Key, info.SHA256)
+	fail := func(err error) (segmentRead, error) {
 		if verr := vr.Verify(); verr != nil {
-			return verr
+			return res, verr
 		}
-		return err
+		return res, err
 	}
 	or, err := walsync.NewObjectReader(vr, info.Size)
 	if err != nil {
@@ -314,50 +401,44 @@ func (c *chain) applySegment(ctx context.Context, ref segmentRef) error {
 	defer or.Close()
 
 	h := or.Header
+	res.hdr = h
 	if h.Kind != walsync.KindByteSegment {
 		return fail(fmt.Errorf("%s: %w: not a WAL segment object (kind %q)", ref.Key, walsync.ErrFormat, h.Kind))
 	}
-	if h.Generation != c.snap.Generation {
-		if err := vr.Verify(); err != nil {
-			return err
+	if check != nil {
+		if err := check(h); err != nil {
+			return fail(err)
 		}
-		return errOtherGeneration{h.Generation}
 	}
 	switch {
 	case h.Seq != ref.Seq:
 		return fail(fmt.Errorf("%s: %w: header says segment %d, the key says %d", ref.Key, walsync.ErrFormat, h.Seq, ref.Seq))
-	case h.PageSize != c.snap.PageSize:
-		return fail(fmt.Errorf("%s: %w: page size %d, the snapshot's is %d", ref.Key, walsync.ErrFormat, h.PageSize, c.snap.PageSize))
 	case h.FrameCount == 0:
 		return fail(fmt.Errorf("%s: %w: a segment without frames", ref.Key, walsync.ErrFormat))
 	case uint64(h.WALFrame)+uint64(h.FrameCount)-1 > math.MaxUint32:
 		return fail(fmt.Errorf("%s: %w: frames %d+%d run past the largest frame number", ref.Key, walsync.ErrFormat, h.WALFrame, h.FrameCount))
 	}
-	if err := continues(c.prev, h); err != nil {
-		return fail(fmt.Errorf("%w: %s does not continue %s: %v", ErrGap, ref.Key, c.prev.key, err))
-	}
 
-	if c.buf == nil {
-		c.buf = make([]byte, wal.FrameHeaderSize+int(c.snap.PageSize))
+	if need := wal.FrameHeaderSize + int(h.PageSize); len(*buf) != need {
+		*buf = make([]byte, need)
 	}
-	buf, page := c.buf, c.buf[wal.FrameHeaderSize:]
-	ps := int64(h.PageSize)
+	frame, data := *buf, (*buf)[wal.FrameHeaderSize:]
 	c1, c2 := h.WALChecksum1, h.WALChecksum2
 	var fh wal.FrameHeader
 	for n := uint32(0); n < h.FrameCount; n++ {
 		if n%1024 == 0 {
 			if err := ctx.Err(); err != nil {
-				return err
+				return res, err
 			}
 		}
 		idx := h.WALFrame + n
-		if _, err := io.ReadFull(or, buf); err != nil {
+		if _, err := io.ReadFull(or, frame); err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				return fail(fmt.Errorf("%s: %w: content holds %d whole frames, the header says %d", ref.Key, walsync.ErrFormat, n, h.FrameCount))
 			}
 			return fail(fmt.Errorf("%s: %w", ref.Key, err))
 		}
-		fh = wal.ParseFrameHeader(buf)
+		fh = wal.ParseFrameHeader(frame)
 		switch {
 		case fh.Salt1 != h.WALSalt1 || fh.Salt2 != h.WALSalt2:
 			return fail(fmt.Errorf("%s: %w: WAL frame %d has salts %08x %08x, the segment's WAL %08x %08x",
@@ -365,34 +446,35 @@ func (c *chain) applySegment(ctx context.Context, ref segmentRef) error {
 		case fh.Pgno == 0:
 			return fail(fmt.Errorf("%s: %w: WAL frame %d has page number 0", ref.Key, walsync.ErrFormat, idx))
 		}
-		c1, c2 = wal.Checksum(h.WALBigEndian, c1, c2, buf[:8])
-		c1, c2 = wal.Checksum(h.WALBigEndian, c1, c2, page)
+		c1, c2 = wal.Checksum(h.WALBigEndian, c1, c2, frame[:8])
+		c1, c2 = wal.Checksum(h.WALBigEndian, c1, c2, data)
 		if c1 != fh.Checksum1 || c2 != fh.Checksum2 {
 			return fail(fmt.Errorf("%s: %w: WAL checksum chain broken at frame %d: the frame says %08x%08x, its bytes give %08x%08x",
 				ref.Key, walsync.ErrChecksum, idx, fh.Checksum1, fh.Checksum2, c1, c2))
 		}
-		if _, err := c.dst.WriteAt(page, int64(fh.Pgno-1)*ps); err != nil {
-			return fmt.Errorf("write restored database: %w", err)
+		if page != nil {
+			if err := page(fh.Pgno, data); err != nil {
+				return res, err
+			}
 		}
 	}
 	// The end of the content: the object reader checks the trailer here.
-	if n, err := io.ReadFull(or, buf[:1]); !errors.Is(err, io.EOF) {
+	if n, err := io.ReadFull(or, frame[:1]); !errors.Is(err, io.EOF) {
 		if err == nil || n > 0 {
 			return fail(fmt.Errorf("%s: %w: content continues after the %d frames the header announces", ref.Key, walsync.ErrFormat, h.FrameCount))
 		}
 		return fail(fmt.Errorf("%s: %w", ref.Key, err))
 	}
 	if err := vr.Verify(); err != nil {
-		return err
+		return res, err
 	}
 	if !fh.IsCommit() {
-		return fmt.Errorf("%s: %w: its last frame (WAL frame %d) is not a commit frame", ref.Key, walsync.ErrFormat, h.WALFrame+h.FrameCount-1)
+		return res, fmt.Errorf("%s: %w: its last frame (WAL frame %d) is not a commit frame", ref.Key, walsync.ErrFormat, h.WALFrame+h.FrameCount-1)
 	}
 	if fh.Commit != h.PageCount {
-		return fmt.Errorf("%s: %w: its last commit leaves %d pages, the header says %d", ref.Key, walsync.ErrFormat, fh.Commit, h.PageCount)
+		return res, fmt.Errorf("%s: %w: its last commit leaves %d pages, the header says %d", ref.Key, walsync.ErrFormat, fh.Commit, h.PageCount)
 	}
-	c.prev = walPos{key: ref.Key, salt1: h.WALSalt1, salt2: h.WALSalt2, ckpt: h.WALCheckpointSeq,
+	res.end = walPos{key: ref.Key, salt1: h.WALSalt1, salt2: h.WALSalt2, ckpt: h.WALCheckpointSeq,
 		frame: h.WALFrame + h.FrameCount - 1, c1: c1, c2: c2, bigEndian: h.WALBigEndian}
-	c.pageCount = fh.Commit
-	return nil
+	return res, nil
 }

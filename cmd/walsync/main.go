@@ -32,7 +32,8 @@ Usage:
   walsync watch <DB>... -b <BUCKET> [--snapshot-interval SECS]
   walsync snapshot <DB> -b <BUCKET> [--name NAME]
   walsync list -b <BUCKET> [--json]
-  walsync restore <NAME> -o <OUTPUT> -b <BUCKET> [--force]
+  walsync restore <NAME> -o <OUTPUT> -b <BUCKET> [--point-in-time TIME] [--force]
+  walsync verify -b <BUCKET> [NAME...] [--json]
   walsync version
 
 BUCKET is s3://bucket[/prefix] or file:///abs/path (file://./dir is relative).
@@ -82,6 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 		cmd = &ListCommand{env: env}
 	case "restore":
 		cmd = &RestoreCommand{env: env}
+	case "verify":
+		cmd = &VerifyCommand{env: env}
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "walsync", version)
 		return exitOK
