@@ -406,6 +406,8 @@ func (d *DB) snapshot(ctx context.Context, captureFirst bool) error {
 		return err
 	}
 	d.atZero, d.pinnedAt = h.NBackfill == h.MaxFrame, h.MaxFrame
+	// The snapshot holds every commit up to this instant: its time.
+	pinned := d.now()
 	view := &pageView{db: d.dbf, pageSize: d.st.PageSize}
 	if err := view.loadWAL(d.Path, d.shmf, d.walf); err != nil {
 		return err
@@ -434,7 +436,7 @@ func (d *DB) snapshot(ctx context.Context, captureFirst bool) error {
 		Kind: walsync.KindByteSnapshot, Generation: d.gen, PageSize: d.st.PageSize, PageCount: view.dbPages,
 		WALSalt1: view.salt1, WALSalt2: view.salt2, WALCheckpointSeq: view.ckptSeq, WALFrame: view.maxFrame,
 		WALChecksum1: view.cksum1, WALChecksum2: view.cksum2, WALBigEndian: view.bigEndian,
-		Seq: seq, Created: start,
+		Seq: seq, Created: pinned,
 	}
 	err = d.spool.writeFile(entryName(seq, true), func(w io.Writer) error {
 		// No buffer needed: the zstd encoder writes whole blocks.
@@ -451,7 +453,7 @@ func (d *DB) snapshot(ctx context.Context, captureFirst bool) error {
 		return fmt.Errorf("snapshot %s: %w", d.Path, err)
 	}
 	d.st.Pos = pos
-	d.st.Snapshot = start
+	d.st.Snapshot = pinned
 	d.st.Changed = false
 	if err := d.spool.saveState(d.st); err != nil {
 		return err

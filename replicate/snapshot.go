@@ -63,10 +63,11 @@ type SnapshotInfo struct {
 	Generation walsync.Generation
 	PageSize   uint32
 	PageCount  uint32
-	DBSize     int64  // bytes of database content
-	StoredSize int64  // bytes of the stored object
-	SHA256     string // of the stored object
-	WALFrame   uint32 // last WAL frame included, 0 when none
+	DBSize     int64     // bytes of database content
+	StoredSize int64     // bytes of the stored object
+	SHA256     string    // of the stored object
+	WALFrame   uint32    // last WAL frame included, 0 when none
+	Created    time.Time // when the snapshot was pinned: it holds every commit before
 	Duration   time.Duration
 
 	restartedReads int
@@ -144,7 +145,7 @@ func (s *Snapshotter) SnapshotGeneration(ctx context.Context, dbPath, name strin
 
 	// Two snapshots in the same second would share a key; objects are
 	// never overwritten, so the later one moves to the next free second.
-	t := start
+	t := info.Created
 	for attempt := 0; ; attempt++ {
 		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 			return nil, err
@@ -302,6 +303,8 @@ func (s *Snapshotter) capture(ctx context.Context, path string, dbf *os.File, hd
 			"salt1", view.salt1, "wal_index", view.fromIndex, "indexed_pages", len(view.frames))
 	}
 	unlockA()
+	now = s.now() // the snapshot holds every commit up to this instant
+	info.Created = now
 	if s.testHookPinned != nil {
 		s.testHookPinned()
 	}

@@ -89,8 +89,7 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 		if err := fs.Parse(args); err != nil {
 			if err == flag.ErrHelp {
-				fs.Usage()
-				return nil, err
+				return nil, err // flag has printed the usage already
 			}
 			msg := err.Error()
 			if f, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
