@@ -130,7 +130,7 @@ func (s *Snapshotter) SnapshotGeneration(ctx context.Context, dbPath, name strin
 	sum := sha256.New()
 	bw := bufio.NewWriterSize(io.MultiWriter(tmp, sum), 256<<10)
 	info := &SnapshotInfo{Name: name, Generation: gen, PageSize: hdr.PageSize}
-	if err := s.capture(ctx, abs, dbf, hdr, gen, start, bw, info); err != nil {
+	if err := s.capture(ctx, abs, dbf, hdr, gen, bw, info); err != nil {
 		return nil, err
 	}
 	if err := bw.Flush(); err != nil {
@@ -234,7 +234,7 @@ func dsn(path string, busy time.Duration) string {
 // checkpoint past N nor restart the WAL under frames B may use, so the
 // pages read afterwards are exactly B's view.
 func (s *Snapshotter) capture(ctx context.Context, path string, dbf *os.File, hdr walsync.DBHeader,
-	gen walsync.Generation, now time.Time, w io.Writer, info *SnapshotInfo) error {
+	gen walsync.Generation, w io.Writer, info *SnapshotInfo) error {
 	busy := s.BusyTimeout
 	if busy == 0 {
 		busy = 60 * time.Second
@@ -303,7 +303,7 @@ func (s *Snapshotter) capture(ctx context.Context, path string, dbf *os.File, hd
 			"salt1", view.salt1, "wal_index", view.fromIndex, "indexed_pages", len(view.frames))
 	}
 	unlockA()
-	now = s.now() // the snapshot holds every commit up to this instant
+	now := s.now() // the snapshot holds every commit up to this instant
 	info.Created = now
 	if s.testHookPinned != nil {
 		s.testHookPinned()
