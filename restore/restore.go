@@ -17,9 +17,17 @@
 // readSegment hold those checks, continues the continuity rule, and
 // restore and verify share them. The output is built in a temporary file
 // beside the destination and renamed into place only after every check
-// passed, so a failed restore leaves the output path as it was. Memory
-// does not grow with the database or the segments: one copy buffer for the
-// snapshot, one frame buffer for the segments.
+// passed, so a failed restore leaves the output path as it was.
+//
+// Objects are applied strictly in order, but read ahead: while one object
+// is applied, the next segments are downloaded and verified concurrently
+// (Options.Parallel objects at a time, fetch.go), and the snapshot itself
+// is read, decoded and written by three goroutines (snapshot.go). Memory
+// does not grow with the database or the segments: a snapshot pipeline of
+// 2.5 MiB, one frame buffer, and at most Parallel × MemoryPerObject bytes
+// of downloaded segments (32 MiB by default); larger segments wait in
+// temporary files beside the output, removed when applied or when the
+// restore fails.
 package restore
 
 import (
@@ -46,7 +54,10 @@ var ErrOutputExists = errors.New("restore: output exists")
 type Restorer struct {
 	Storage walsync.Storage
 	Logger  *slog.Logger
-	// Progress, when set, is called as stored bytes are read.
+	// Progress, when set, is called as stored bytes are read, with the
+	// bytes read so far and the stored size of every object the restore
+	// will read (the snapshot and the segments after it). Calls never
+	// overlap, but may come from different goroutines.
 	Progress func(done, total int64)
 }
 
@@ -61,6 +72,15 @@ type Options struct {
 	// fails with ErrBeforeFirst, a time between two generations with
 	// ErrTimeGap.
 	PointInTime time.Time
+	// Parallel is how many objects are read at once: downloading, waiting
+	// to be applied, or being applied (0: DefaultParallel; 1 reads one
+	// object after the other).
+	Parallel int
+	// MemoryPerObject is the size up to which a downloaded segment waits
+	// for its turn in memory; a larger one waits in a temporary file
+	// beside the output (0: DefaultMemoryPerObject). Memory for segments
+	// read ahead is at most Parallel × MemoryPerObject.
+	MemoryPerObject int64
 }
 
 // Result describes a finished restore.
@@ -82,6 +102,11 @@ type Result struct {
 	// of the last segment applied, or the snapshot's.
 	StateTime time.Time
 	Duration  time.Duration
+	// Spooled is the number of segments that waited for their turn in a
+	// temporary file (larger than Options.MemoryPerObject).
+	Spooled int
+	// peakMem is the most memory downloaded segments held at once.
+	peakMem int64
 }
 
 func (r *Restorer) logger() *slog.Logger {
@@ -137,7 +162,7 @@ func (r *Restorer) Restore(ctx context.Context, name, output string, opts Option
 				return nil, err
 			}
 		}
-		a, err = r.attempt(ctx, cat, b, tmp, opts.PointInTime)
+		a, err = r.attempt(ctx, cat, b, tmp, out, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -157,9 +182,11 @@ func (r *Restorer) Restore(ctx context.Context, name, output string, opts Option
 			return nil, fmt.Errorf("truncate %s: %w", tmp.Name(), err)
 		}
 	}
+	synced := time.Now()
 	if err := tmp.Sync(); err != nil {
 		return nil, fmt.Errorf("sync %s: %w", tmp.Name(), err)
 	}
+	r.logger().Debug("output synced", "name", name, "duration", time.Since(synced).Round(time.Millisecond))
 	if err := tmp.Close(); err != nil {
 		return nil, fmt.Errorf("close %s: %w", tmp.Name(), err)
 	}
@@ -180,7 +207,7 @@ func (r *Restorer) Restore(ctx context.Context, name, output string, opts Option
 	res := &Result{
 		Name: name, Output: out, SnapshotKey: a.ref.Key, Generation: hdr.Generation,
 		DBSize: dbSize, Segments: c.applied, LastSeq: c.lastSeq, PointInTime: opts.PointInTime,
-		StateTime: a.stateTime, Duration: time.Since(start),
+		StateTime: a.stateTime, Duration: time.Since(start), Spooled: a.spooled, peakMem: a.peakMem,
 	}
 	r.logger().Info("restored", "name", name, "output", out, "snapshot", a.ref.Key,
 		"segments", res.Segments, "last_seq", res.LastSeq, "state_time", res.StateTime,
@@ -194,34 +221,74 @@ type attempt struct {
 	snap      walsync.ObjectHeader
 	chain     *chain
 	stateTime time.Time // capture time of the state reached
+	spooled   int
+	peakMem   int64
 }
 
 // attempt applies the snapshot b and the segments continuing it (up to
-// the point in time until, when not zero) into tmp.
-func (r *Restorer) attempt(ctx context.Context, cat *catalog, b candidate, tmp *os.File, until time.Time) (*attempt, error) {
-	progress := &progressTracker{fn: r.Progress, total: b.ref.Size}
-	hdr, err := readSnapshot(ctx, r.Storage, b.ref, tmp, progress, func(h walsync.ObjectHeader) {
-		for _, s := range cat.segs {
-			if s.Seq >= h.Seq && (until.IsZero() || !s.Time.After(until)) {
-				progress.add(0, s.Size)
-			}
+// the point in time opts.PointInTime, when not zero) into tmp, reading
+// ahead the segments the chain needs while the snapshot is applied.
+// Temporary files for large segments go beside out.
+func (r *Restorer) attempt(ctx context.Context, cat *catalog, b candidate, tmp *os.File, out string, opts Options) (*attempt, error) {
+	until := opts.PointInTime
+	// Everything the restore may read: the snapshot and every segment
+	// from its first number on, captured at or before the point in time.
+	progress := &progressTracker{fn: r.Progress}
+	total := b.ref.Size
+	for _, s := range cat.segs {
+		if s.Seq >= b.hdr.Seq && (until.IsZero() || !s.Time.After(until)) {
+			total += s.Size
 		}
-	})
+	}
+	progress.add(0, total)
+
+	parallel := opts.Parallel
+	if parallel <= 0 {
+		parallel = DefaultParallel
+	}
+	memCap := opts.MemoryPerObject
+	if memCap <= 0 {
+		memCap = DefaultMemoryPerObject
+	}
+	spool := func() (*os.File, error) {
+		return os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".walsync-segment-*")
+	}
+	// b.hdr.Seq is the header read to choose the snapshot; the verified
+	// one must equal it (below), or nothing read ahead is used.
+	fetch := newPrefetcher(ctx, r.Storage, progress, planSegments(cat.segs, b.hdr.Seq, until), parallel, memCap, spool)
+	defer fetch.close()
+
+	start := time.Now()
+	w := newSnapshotWriter(tmp)
+	hdr, err := readSnapshot(ctx, func(ctx context.Context) (*opened, error) {
+		return openStored(ctx, r.Storage, b.ref.Key, progress)
+	}, b.ref, w)
+	fetch.snapshotDone()
+	if cerr := w.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("write restored database: %w", cerr)
+	}
 	if err != nil {
 		return nil, err
 	}
+	r.logger().Debug("snapshot applied", "name", cat.name, "key", b.ref.Key, "bytes", b.ref.Size,
+		"direct_io_bytes", w.directBytes, "duration", time.Since(start).Round(time.Millisecond))
+	start = time.Now()
 	if hdr.Generation != b.hdr.Generation || hdr.Seq != b.hdr.Seq || !hdr.Created.Equal(b.hdr.Created) {
 		return nil, fmt.Errorf("%s: %w: its verified header differs from the one read to choose it", b.ref.Key, walsync.ErrFormat)
 	}
-	c := &chain{r: r, name: cat.name, dst: tmp, progress: progress, snap: hdr, until: until,
+	c := &chain{r: r, name: cat.name, dst: tmp, progress: progress, fetch: fetch, snap: hdr, until: until,
 		prev: snapshotPos(b.ref.Key, hdr), pageCount: hdr.PageCount}
 	if err := c.applySegments(ctx, cat.segs); err != nil {
 		return nil, err
 	}
+	r.logger().Debug("segments applied", "name", cat.name, "segments", c.applied, "parallel", parallel,
+		"duration", time.Since(start).Round(time.Millisecond))
 	a := &attempt{ref: b.ref, snap: hdr, chain: c, stateTime: hdr.Created}
 	if c.applied > 0 {
 		a.stateTime = c.lastTime
 	}
+	fetch.close()
+	a.spooled, a.peakMem = fetch.stats()
 	return a, nil
 }
 
@@ -278,63 +345,6 @@ func (r *Restorer) snapshots(ctx context.Context, name string) ([]snapshotRef, e
 		return strings.Compare(a.Key, b.Key)
 	})
 	return out, nil
-}
-
-// readSnapshot streams one snapshot object into dst (io.Discard to only
-// check it), verifying the stored bytes' SHA-256, the content's against
-// the trailer and the content length against the header's page count.
-// When anything is wrong the stored-bytes checksum is reported first: a
-// flipped byte usually breaks decompression before the end, and "checksum
-// mismatch" names the cause better than a decoder's message. onHeader,
-// when set, is called with the header once it is read, before the content.
-// The header is returned whenever it could be read, even with an error.
-func readSnapshot(ctx context.Context, st walsync.Storage, ref snapshotRef, dst io.Writer, p *progressTracker, onHeader func(walsync.ObjectHeader)) (walsync.ObjectHeader, error) {
-	var none walsync.ObjectHeader
-	body, info, err := st.Get(ctx, ref.Key)
-	if err != nil {
-		return none, fmt.Errorf("get %s: %w", ref.Key, err)
-	}
-	defer body.Close()
-	if info.SHA256 == "" {
-		return none, fmt.Errorf("%s: %w: refusing to use it", ref.Key, walsync.ErrNoChecksum)
-	}
-	vr := walsync.NewVerifyingReader(p.wrap(ctxReader{ctx, body}), ref.Key, info.SHA256)
-	or, err := walsync.NewObjectReader(vr, info.Size)
-	if err != nil {
-		if verr := vr.Verify(); verr != nil {
-			return none, verr
-		}
-		return none, fmt.Errorf("%s: %w", ref.Key, err)
-	}
-	defer or.Close()
-	h := or.Header
-	if h.Kind != walsync.KindByteSnapshot {
-		if verr := vr.Verify(); verr != nil {
-			return h, verr
-		}
-		return h, fmt.Errorf("%s: %w: not a snapshot object", ref.Key, walsync.ErrFormat)
-	}
-	if onHeader != nil {
-		onHeader(h)
-	}
-	n, copyErr := io.Copy(dst, or)
-	if copyErr != nil && ctx.Err() != nil {
-		return h, ctx.Err()
-	}
-	if verr := vr.Verify(); verr != nil {
-		return h, verr
-	}
-	if copyErr != nil {
-		var pe *fs.PathError
-		if errors.As(copyErr, &pe) {
-			return h, fmt.Errorf("write restored database: %w", copyErr)
-		}
-		return h, fmt.Errorf("%s: %w", ref.Key, copyErr)
-	}
-	if want := int64(h.PageCount) * int64(h.PageSize); n != want {
-		return h, fmt.Errorf("%s: %w: %d bytes of content, header says %d pages of %d", ref.Key, walsync.ErrFormat, n, h.PageCount, h.PageSize)
-	}
-	return h, nil
 }
 
 // ctxReader stops a long read when its context ends.

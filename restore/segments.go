@@ -131,6 +131,7 @@ type chain struct {
 	name     string
 	dst      io.WriterAt
 	progress *progressTracker
+	fetch    *prefetcher // nil: every segment is read directly
 	snap     walsync.ObjectHeader
 	buf      []byte // one frame: header and page
 
@@ -282,17 +283,13 @@ func (r *Restorer) pickSegment(ctx context.Context, group []segmentRef, gen wals
 // verifiedHeader reads a whole object, checks its stored bytes against the
 // recorded SHA-256 and returns its header.
 func (r *Restorer) verifiedHeader(ctx context.Context, ref segmentRef, p *progressTracker) (walsync.ObjectHeader, error) {
-	body, info, err := r.Storage.Get(ctx, ref.Key)
+	o, err := openStored(ctx, r.Storage, ref.Key, p)
 	if err != nil {
-		return walsync.ObjectHeader{}, fmt.Errorf("get %s: %w", ref.Key, err)
+		return walsync.ObjectHeader{}, err
 	}
-	defer body.Close()
-	if info.SHA256 == "" {
-		return walsync.ObjectHeader{}, fmt.Errorf("%s: %w: refusing to use it", ref.Key, walsync.ErrNoChecksum)
-	}
-	vr := walsync.NewVerifyingReader(p.wrap(body), ref.Key, info.SHA256)
-	h, herr := walsync.ReadObjectHeaderOnly(vr)
-	if err := vr.Verify(); err != nil {
+	defer o.close()
+	h, herr := walsync.ReadObjectHeaderOnly(o)
+	if err := o.verify(); err != nil {
 		return h, err
 	}
 	if herr != nil {
@@ -312,7 +309,18 @@ func (r *Restorer) verifiedHeader(ctx context.Context, ref segmentRef, p *progre
 // so a damaged header cannot pass for either.
 func (c *chain) applySegment(ctx context.Context, ref segmentRef) error {
 	ps := int64(c.snap.PageSize)
-	seg, err := readSegment(ctx, c.r.Storage, ref, c.progress, &c.buf, func(h walsync.ObjectHeader) error {
+	var o *opened
+	var err error
+	if c.fetch != nil {
+		o, err = c.fetch.open(ctx, ref)
+	} else {
+		o, err = openStored(ctx, c.r.Storage, ref.Key, c.progress)
+	}
+	if err != nil {
+		return err
+	}
+	defer o.close()
+	seg, err := readSegment(ctx, o, ref, &c.buf, func(h walsync.ObjectHeader) error {
 		if h.Generation != c.snap.Generation {
 			return errOtherGeneration{h.Generation}
 		}
@@ -356,9 +364,11 @@ type segmentRead struct {
 	sum string               // the recorded SHA-256 of its stored bytes
 }
 
-// readSegment streams one WAL segment object and checks everything that
-// can be checked from the object alone (docs/FORMAT.md, "WAL segments"):
-// the stored bytes against their recorded SHA-256; the header (kind 'W';
+// readSegment streams one WAL segment object, opened from storage or from
+// a prefetched download (o), and checks everything that can be checked
+// from the object alone (docs/FORMAT.md, "WAL segments"): the stored bytes
+// against their recorded SHA-256 (o.verify; a prefetched object was
+// verified as it was downloaded); the header (kind 'W';
 // then check; then the number in the key, at least one frame); then, for
 // each frame, its salts, a page number other than 0 and the WAL checksum
 // chain from the header's WAL checksum; the frame count against the
@@ -374,27 +384,18 @@ type segmentRead struct {
 // the frames stream in; *buf is the frame buffer, reused across calls.
 // Whatever fails, a mismatch of the stored bytes' SHA-256 is reported
 // first: it names the cause better than whatever check the damaged bytes
-// broke. Memory is one frame buffer.
-func readSegment(ctx context.Context, st walsync.Storage, ref segmentRef, p *progressTracker, buf *[]byte,
+// broke. Memory is one frame buffer (the prefetched object aside).
+func readSegment(ctx context.Context, o *opened, ref segmentRef, buf *[]byte,
 	check func(walsync.ObjectHeader) error, page func(pgno uint32, data []byte) error) (segmentRead, error) {
 	var res segmentRead
-	body, info, err := st.Get(ctx, ref.Key)
-	if err != nil {
-		return res, fmt.Errorf("get %s: %w", ref.Key, err)
-	}
-	defer body.Close()
-	res.sum = info.SHA256
-	if info.SHA256 == "" {
-		return res, fmt.Errorf("%s: %w: refusing to use it", ref.Key, walsync.ErrNoChecksum)
-	}
-	vr := walsync.NewVerifyingReader(p.wrap(body), ref.Key, info.SHA256)
+	res.sum = o.info.SHA256
 	fail := func(err error) (segmentRead, error) {
-		if verr := vr.Verify(); verr != nil {
+		if verr := o.verify(); verr != nil {
 			return res, verr
 		}
 		return res, err
 	}
-	or, err := walsync.NewObjectReader(vr, info.Size)
+	or, err := walsync.NewObjectReader(o, o.info.Size)
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", ref.Key, err))
 	}
@@ -465,7 +466,7 @@ func readSegment(ctx context.Context, st walsync.Storage, ref segmentRef, p *pro
 		}
 		return fail(fmt.Errorf("%s: %w", ref.Key, err))
 	}
-	if err := vr.Verify(); err != nil {
+	if err := o.verify(); err != nil {
 		return res, err
 	}
 	if !fh.IsCommit() {

@@ -189,7 +189,9 @@ func verifyObjects(ctx context.Context, st walsync.Storage, objs []*verified, pa
 func verifyObject(ctx context.Context, st walsync.Storage, v *verified, buf *[]byte, p *progressTracker) {
 	switch v.kind {
 	case walsync.KindSnapshot:
-		v.hdr, v.err = readSnapshot(ctx, st, snapshotRef{Key: v.key, Time: v.time, Size: v.size}, io.Discard, p, nil)
+		v.hdr, v.err = readSnapshot(ctx, func(ctx context.Context) (*opened, error) {
+			return openStored(ctx, st, v.key, p)
+		}, snapshotRef{Key: v.key, Time: v.time, Size: v.size}, io.Discard)
 		if v.err == nil {
 			v.end = snapshotPos(v.key, v.hdr)
 			// The key's time is the capture time's second, or a later
@@ -200,7 +202,13 @@ func verifyObject(ctx context.Context, st walsync.Storage, v *verified, buf *[]b
 		}
 	case walsync.KindSegment:
 		var r segmentRead
-		r, v.err = readSegment(ctx, st, segmentRef{Key: v.key, Seq: v.seq, Time: v.time, Size: v.size}, p, buf, nil, nil)
+		o, err := openStored(ctx, st, v.key, p)
+		if err != nil {
+			v.err = err
+			break
+		}
+		r, v.err = readSegment(ctx, o, segmentRef{Key: v.key, Seq: v.seq, Time: v.time, Size: v.size}, buf, nil, nil)
+		o.close()
 		v.hdr, v.end, v.sum = r.hdr, r.end, r.sum
 		if v.err == nil && !v.hdr.Created.Equal(v.time) {
 			// Point-in-time restore decides from the key's time which

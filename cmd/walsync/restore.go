@@ -18,7 +18,7 @@ type RestoreCommand struct {
 
 // Run executes the command.
 func (c *RestoreCommand) Run(ctx context.Context, args []string) error {
-	fs := newFlagSet(c.env, "restore", "restore <NAME> -o <OUTPUT> -b <BUCKET> [--point-in-time TIME] [--force] [--endpoint URL]")
+	fs := newFlagSet(c.env, "restore", "restore <NAME> -o <OUTPUT> -b <BUCKET> [--point-in-time TIME] [--force] [--parallel N] [--endpoint URL]")
 	var sf storageFlags
 	sf.register(fs)
 	var output string
@@ -26,12 +26,16 @@ func (c *RestoreCommand) Run(ctx context.Context, args []string) error {
 	fs.StringVar(&output, "output", "", "output database path (same as -o)")
 	force := fs.Bool("force", false, "replace an existing output file")
 	pit := fs.String("point-in-time", "", "restore the state after the last transaction captured at or before TIME\n(RFC 3339 with a zone: 2026-01-10T12:00:00Z, 2026-01-10T14:00:00.250+02:00)")
+	parallel := fs.Int("parallel", restore.DefaultParallel, "objects read at once: the next segments download and are verified\nwhile the current one is applied (1: one after the other)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
 		return usagef("want exactly one database name, got %d", len(pos))
+	}
+	if *parallel < 1 {
+		return usagef("--parallel %d: want at least 1", *parallel)
 	}
 	name := pos[0]
 	if err := walsync.ValidateName(name); err != nil {
@@ -56,7 +60,7 @@ func (c *RestoreCommand) Run(ctx context.Context, args []string) error {
 	}
 	bar := newProgress(c.env.stderr, "restore "+name)
 	r := &restore.Restorer{Storage: st, Logger: log, Progress: bar.update}
-	res, err := r.Restore(ctx, name, output, restore.Options{Force: *force, PointInTime: at})
+	res, err := r.Restore(ctx, name, output, restore.Options{Force: *force, PointInTime: at, Parallel: *parallel})
 	bar.finish()
 	if err != nil {
 		return err

@@ -1,0 +1,16 @@
+//go:build !linux
+
+package restore
+
+import (
+	"errors"
+	"os"
+)
+
+func openUnbuffered(string) (*os.File, error) { return nil, errors.ErrUnsupported }
+
+const directAlign = 4096
+
+func aligned([]byte) bool { return false }
+
+func alignedBlock(n int) []byte { return make([]byte, n) }
