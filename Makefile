@@ -50,10 +50,35 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s $$pkg || exit 1; \
 	done
 
-test: lint unit fuzz
+test: lint unit fuzz pytest
 
 bench: build
 	bench/run.sh
 
 clean:
 	rm -rf bin
+
+# The Python package (python/). `make python` builds its sdist and, from
+# that sdist, a wheel (which compiles cmd/libwalsync with Go) into
+# python/dist; `make pytest` installs that wheel into a venv and runs
+# python/tests against a fresh MinIO. The venv (pytest, build) is kept in
+# $(PYVENV).
+PYTHON    ?= python3
+PYVENV    ?= $(TOOLS)/venv
+PYVENV_PY := $(PYVENV)/bin/python
+
+.PHONY: python pytest pyvenv
+
+pyvenv:
+	@$(PYVENV_PY) -c '' 2>/dev/null || $(PYTHON) -m venv --clear $(PYVENV)
+	$(PYVENV_PY) -m pip install --quiet --disable-pip-version-check "pytest>=7" "build>=1"
+
+python: pyvenv
+	rm -rf python/dist
+	@echo "python -m build --outdir python/dist python (log: $(PYVENV)/build.log)"
+	@$(PYVENV_PY) -m build --outdir python/dist python >$(PYVENV)/build.log 2>&1 || { tail -n 60 $(PYVENV)/build.log; exit 1; }
+	@ls python/dist
+
+pytest: python
+	$(PYVENV_PY) -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps python/dist/walsync-*.whl
+	WALSYNC_TEST_REQUIRE_S3=1 scripts/minio.sh run -- $(PYVENV_PY) -m pytest -q -p no:cacheprovider python/tests
