@@ -79,7 +79,13 @@ type DB struct {
 
 	uploadedSincePrune atomic.Bool
 
-	claimID string // our lock.json, when we hold it
+	claimID string   // our lock.json, when we hold it
+	owner   *os.File // the spool's owner lock (flock), while open
+
+	// uploaded is closed and replaced whenever a spooled object was
+	// uploaded (Durable waits on it).
+	upMu     sync.Mutex
+	uploaded chan struct{}
 
 	lastActivity time.Time     // the WAL's size or time last changed
 	recheck      time.Duration // delay of the next look after activity
@@ -111,6 +117,10 @@ func (d *DB) open(ctx context.Context) error {
 	if d.spool, err = openSpool(d.Path); err != nil {
 		d.closeFiles()
 		return err
+	}
+	if d.owner, err = d.spool.lockOwner(d.w.ownerKind()); err != nil {
+		d.closeFiles()
+		return fmt.Errorf("database %s: %w", d.Path, err)
 	}
 	for i := range d.pins {
 		if d.pins[i], err = openPin(d.Path, d.w.busyTimeout()); err != nil {
@@ -739,7 +749,7 @@ func (d *DB) closeFiles() {
 			d.pins[i] = nil
 		}
 	}
-	for _, f := range []**os.File{&d.walf, &d.shmf, &d.dbf} {
+	for _, f := range []**os.File{&d.walf, &d.shmf, &d.dbf, &d.owner} {
 		if *f != nil {
 			(*f).Close()
 			*f = nil

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/walsync/walsync"
@@ -293,4 +294,41 @@ func syncDir(dir string) error {
 		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil
+}
+
+// ErrOwned means another process replicates the database: it holds the
+// spool's owner lock. The error names it.
+var ErrOwned = errors.New("already replicated by another process")
+
+// ownerFileName is the spool's owner lock: whoever follows the database
+// (`walsync watch` or the VFS in an application) holds an exclusive flock
+// on it, so two of them never write one spool. Its content names the
+// holder, for the error the second one gets.
+const ownerFileName = "owner.lock"
+
+// lockOwner takes the owner lock for this process, described as kind
+// ("walsync watch", "the walsync VFS"). The lock lasts until the returned
+// file is closed, or the process ends.
+func (s *spool) lockOwner(kind string) (*os.File, error) {
+	p := filepath.Join(s.dir, ownerFileName)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", p, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := io.ReadAll(io.LimitReader(f, 256))
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			who := strings.TrimSpace(string(holder))
+			if who == "" {
+				who = "another process"
+			}
+			return nil, fmt.Errorf("%w: %s (lock %s)", ErrOwned, who, p)
+		}
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt([]byte(fmt.Sprintf("%s, pid %d\n", kind, os.Getpid())), 0) //nolint:errcheck // informative only
+	}
+	return f, nil
 }

@@ -56,6 +56,14 @@ type Watcher struct {
 	// Retention keeps every restore point of this window and deletes what
 	// no such point needs (see retention.go). Zero keeps everything.
 	Retention time.Duration
+	// Owner describes this process in the spool's owner lock, for the
+	// error another process gets when it tries to replicate the same
+	// database ("" means "walsync watch").
+	Owner string
+	// OnReady, when set, is called once every database is open (its
+	// position proven or a new generation started) and the watcher
+	// follows them.
+	OnReady func()
 
 	dbs         []*DB
 	byFile      map[string]*DB // database and -wal paths
@@ -66,6 +74,7 @@ type Watcher struct {
 	upMu        map[*DB]*sync.Mutex
 	metrics     metrics
 	started     atomic.Bool
+	ready       atomic.Bool
 	stopping    atomic.Bool
 }
 
@@ -103,6 +112,13 @@ func (w *Watcher) busyTimeout() time.Duration {
 		return w.BusyTimeout
 	}
 	return 30 * time.Second
+}
+
+func (w *Watcher) ownerKind() string {
+	if w.Owner != "" {
+		return w.Owner
+	}
+	return "walsync watch"
 }
 
 func (w *Watcher) logger() *slog.Logger {
@@ -210,6 +226,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}()
 	}
 	w.logger().Info("watching", "databases", len(w.dbs), "bucket", w.Storage.String())
+	w.ready.Store(true)
+	if w.OnReady != nil {
+		w.OnReady()
+	}
 
 	var events <-chan fsnotify.Event
 	var errs <-chan error
@@ -491,8 +511,95 @@ func (w *Watcher) uploadAll(ctx context.Context, d *DB) error {
 		if err := d.spool.remove(e); err != nil {
 			return err
 		}
+		d.signalUploaded()
 	}
 	return nil
+}
+
+// Kick tells the watcher that the database at path (as given to Add)
+// changed: it looks at once, without waiting for a file notification. It
+// never blocks; before the watcher is ready it does nothing.
+func (w *Watcher) Kick(path string) {
+	if d := w.byFile[path]; d != nil && w.ready.Load() && !w.stopping.Load() {
+		w.enqueueSync(d)
+	}
+}
+
+// Durable returns once every transaction committed to the database at path
+// before the call is durable in the bucket: it captures what is committed
+// now (whatever the sync interval) and waits until the uploader has put
+// every spooled object up to it. It returns ctx's error when ctx ends
+// first, and the database's error when its replication stopped.
+func (w *Watcher) Durable(ctx context.Context, path string) error {
+	d := w.byFile[path]
+	if d == nil || !w.ready.Load() {
+		return fmt.Errorf("database %s: not replicated by this watcher", path)
+	}
+	d.mu.Lock()
+	if d.failed != nil || !d.opened {
+		err := d.failed
+		d.mu.Unlock()
+		if err == nil {
+			err = fmt.Errorf("database %s: replication is not running", path)
+		}
+		return err
+	}
+	_, err := d.capture()
+	if errors.Is(err, errDiscontinuity) {
+		err = d.newGeneration(ctx, err.Error())
+	}
+	// Every object that holds a commit made before the call sorts before
+	// the next segment's name.
+	target := entryName(d.st.NextSeq, false)
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	w.notifyUpload(d)
+	w.enqueueSync(d) // moves the pin: checkpoints may go further
+	for {
+		ch := d.uploadSignal()
+		entries, err := d.spool.entries()
+		if err != nil {
+			return err
+		}
+		if len(entries) == 0 || entries[0].Name >= target {
+			return nil
+		}
+		if err := d.failedErr(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("database %s: waiting for %s to reach the bucket: %w", path, entries[0].Name, ctx.Err())
+		case <-ch:
+		case <-time.After(time.Second): // an upload retried by another path
+		}
+	}
+}
+
+func (d *DB) uploadSignal() <-chan struct{} {
+	d.upMu.Lock()
+	defer d.upMu.Unlock()
+	if d.uploaded == nil {
+		d.uploaded = make(chan struct{})
+	}
+	return d.uploaded
+}
+
+func (d *DB) signalUploaded() {
+	d.upMu.Lock()
+	defer d.upMu.Unlock()
+	if d.uploaded != nil {
+		close(d.uploaded)
+		d.uploaded = nil
+	}
+}
+
+func (d *DB) failedErr() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.failed
 }
 
 // uploadEntry puts one spooled object. Its key comes from its header. An

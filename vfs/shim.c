@@ -1,0 +1,313 @@
+/*
+** The walsync VFS: a thin shim over SQLite's default VFS.
+**
+** Every method forwards to the VFS that was the default when walsync was
+** registered (the "unix" VFS on Linux), shared memory included, so WAL mode,
+** several connections and several processes behave exactly as with that VFS.
+** Page I/O never leaves C. The shim only observes three things of a main
+** database file (docs/ARCHITECTURE.md, "The VFS"):
+**
+**   open    the first open of a database (in this process) starts its
+**           replication in Go (walsyncGoOpen); failure fails the open.
+**   commit  the release of the WAL write lock (xShmLock unlock of slot 0)
+**           after the wal-index header changed while it was held: a
+**           transaction committed (or a WAL recovery ran). Go is told
+**           (walsyncGoCommit) after the lock is released, so another
+**           writer is never held up; with walsync_sync=1 the call returns
+**           only once the commit is durable in the bucket.
+**   close   the close of the last connection to it (walsyncGoClose) ships
+**           what is pending and stops its replication.
+** and the release of the checkpoint lock (slot 1), after which a checkpoint
+** that waits for readers to leave the WAL may be waiting for walsync.
+**
+** PRAGMA locking_mode=EXCLUSIVE is refused: SQLite then keeps the wal-index
+** in heap memory and takes no shared-memory locks, so there would be
+** nothing to observe.
+*/
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "shim.h"
+
+/* walsyncGoOpen, walsyncGoCommit, walsyncGoCheckpoint, walsyncGoClose:
+** implemented in Go (export.go). */
+#include "_cgo_export.h"
+
+/* wal-index header fields (src/wal.c, WalIndexHdr): native byte order. */
+#define WS_HDR_MXFRAME 16
+#define WS_HDR_SALT1 32
+#define WS_WAL_WRITE_LOCK 0
+#define WS_WAL_CKPT_LOCK 1
+
+typedef struct WsFile WsFile;
+struct WsFile {
+	sqlite3_file base;   /* pMethods: ws_io_methods, or NULL if the open failed */
+	sqlite3_file *real;  /* the default VFS's file, allocated right after this struct */
+	long long id;        /* Go's handle of the replicated database; 0: not replicated */
+	volatile unsigned char *shm0; /* region 0 of the wal-index, once mapped */
+	int writeLocked;     /* this connection holds the WAL write lock */
+	unsigned int mxFrame, salt1; /* the wal-index header when the write lock was taken */
+};
+
+static sqlite3_vfs ws_vfs;
+static sqlite3_vfs *ws_base; /* the VFS walsync forwards to */
+
+#define REAL(f) (((WsFile *)(f))->real)
+
+static int wsClose(sqlite3_file *f) {
+	WsFile *w = (WsFile *)f;
+	int rc = REAL(f)->pMethods ? REAL(f)->pMethods->xClose(REAL(f)) : SQLITE_OK;
+	if (w->id) {
+		long long id = w->id;
+		w->id = 0;
+		walsyncGoClose(id);
+	}
+	return rc;
+}
+static int wsRead(sqlite3_file *f, void *p, int n, sqlite3_int64 off) {
+	return REAL(f)->pMethods->xRead(REAL(f), p, n, off);
+}
+static int wsWrite(sqlite3_file *f, const void *p, int n, sqlite3_int64 off) {
+	return REAL(f)->pMethods->xWrite(REAL(f), p, n, off);
+}
+static int wsTruncate(sqlite3_file *f, sqlite3_int64 size) {
+	return REAL(f)->pMethods->xTruncate(REAL(f), size);
+}
+static int wsSync(sqlite3_file *f, int flags) {
+	return REAL(f)->pMethods->xSync(REAL(f), flags);
+}
+static int wsFileSize(sqlite3_file *f, sqlite3_int64 *pSize) {
+	return REAL(f)->pMethods->xFileSize(REAL(f), pSize);
+}
+static int wsLock(sqlite3_file *f, int lock) {
+	return REAL(f)->pMethods->xLock(REAL(f), lock);
+}
+static int wsUnlock(sqlite3_file *f, int lock) {
+	return REAL(f)->pMethods->xUnlock(REAL(f), lock);
+}
+static int wsCheckReservedLock(sqlite3_file *f, int *pResOut) {
+	return REAL(f)->pMethods->xCheckReservedLock(REAL(f), pResOut);
+}
+
+/* ws_is_exclusive reports whether a locking_mode pragma value asks for
+** exclusive mode. */
+static int ws_is_exclusive(const char *v) {
+	return v && (sqlite3_stricmp(v, "exclusive") == 0 || sqlite3_stricmp(v, "1") == 0);
+}
+
+static int wsFileControl(sqlite3_file *f, int op, void *pArg) {
+	WsFile *w = (WsFile *)f;
+	if (op == SQLITE_FCNTL_VFSNAME && pArg) {
+		int rc = REAL(f)->pMethods->xFileControl(REAL(f), op, pArg);
+		if (rc == SQLITE_OK && *(char **)pArg) {
+			char *inner = *(char **)pArg;
+			*(char **)pArg = sqlite3_mprintf("walsync/%z", inner);
+		} else {
+			*(char **)pArg = sqlite3_mprintf("walsync");
+			rc = SQLITE_OK;
+		}
+		return rc;
+	}
+	if (op == SQLITE_FCNTL_PRAGMA && w->id && pArg) {
+		char **a = (char **)pArg;
+		if (a[1] && sqlite3_stricmp(a[1], "locking_mode") == 0 && ws_is_exclusive(a[2])) {
+			a[0] = sqlite3_mprintf("walsync: PRAGMA locking_mode=EXCLUSIVE is not supported by the walsync VFS "
+			                       "(SQLite then keeps the WAL index private and walsync cannot see commits)");
+			return SQLITE_ERROR;
+		}
+	}
+	return REAL(f)->pMethods->xFileControl(REAL(f), op, pArg);
+}
+static int wsSectorSize(sqlite3_file *f) {
+	return REAL(f)->pMethods->xSectorSize(REAL(f));
+}
+static int wsDeviceCharacteristics(sqlite3_file *f) {
+	return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
+}
+
+static int wsShmMap(sqlite3_file *f, int iPg, int pgsz, int bExtend, void volatile **pp) {
+	WsFile *w = (WsFile *)f;
+	int rc = REAL(f)->pMethods->xShmMap(REAL(f), iPg, pgsz, bExtend, pp);
+	if (rc == SQLITE_OK && iPg == 0 && *pp) w->shm0 = (volatile unsigned char *)*pp;
+	return rc;
+}
+
+/* ws_header reads mxFrame and salt-1 of the wal-index header. The caller
+** holds the write lock, so no other connection changes the header. */
+static void ws_header(WsFile *w, unsigned int *mxFrame, unsigned int *salt1) {
+	*mxFrame = 0;
+	*salt1 = 0;
+	if (w->shm0) {
+		memcpy(mxFrame, (const void *)(w->shm0 + WS_HDR_MXFRAME), 4);
+		memcpy(salt1, (const void *)(w->shm0 + WS_HDR_SALT1), 4);
+	}
+}
+
+static int wsShmLock(sqlite3_file *f, int offset, int n, int flags) {
+	WsFile *w = (WsFile *)f;
+	sqlite3_file *r = REAL(f);
+	if (!w->id || !(flags & SQLITE_SHM_EXCLUSIVE)) {
+		return r->pMethods->xShmLock(r, offset, n, flags);
+	}
+	if (flags & SQLITE_SHM_UNLOCK) {
+		int wasWriter = w->writeLocked && offset <= WS_WAL_WRITE_LOCK && WS_WAL_WRITE_LOCK < offset + n;
+		int ckpt = offset <= WS_WAL_CKPT_LOCK && WS_WAL_CKPT_LOCK < offset + n;
+		unsigned int mx = 0, salt = 0;
+		int changed = 0;
+		if (wasWriter) {
+			ws_header(w, &mx, &salt);
+			changed = mx != w->mxFrame || salt != w->salt1;
+			w->writeLocked = 0;
+		}
+		int rc = r->pMethods->xShmLock(r, offset, n, flags);
+		if (changed) walsyncGoCommit(w->id);
+		else if (ckpt) walsyncGoCheckpoint(w->id);
+		return rc;
+	}
+	int rc = r->pMethods->xShmLock(r, offset, n, flags);
+	if (rc == SQLITE_OK && offset <= WS_WAL_WRITE_LOCK && WS_WAL_WRITE_LOCK < offset + n) {
+		w->writeLocked = 1;
+		ws_header(w, &w->mxFrame, &w->salt1);
+	}
+	return rc;
+}
+static void wsShmBarrier(sqlite3_file *f) {
+	REAL(f)->pMethods->xShmBarrier(REAL(f));
+}
+static int wsShmUnmap(sqlite3_file *f, int deleteFlag) {
+	WsFile *w = (WsFile *)f;
+	w->shm0 = 0;
+	return REAL(f)->pMethods->xShmUnmap(REAL(f), deleteFlag);
+}
+static int wsFetch(sqlite3_file *f, sqlite3_int64 off, int amt, void **pp) {
+	return REAL(f)->pMethods->xFetch(REAL(f), off, amt, pp);
+}
+static int wsUnfetch(sqlite3_file *f, sqlite3_int64 off, void *p) {
+	return REAL(f)->pMethods->xUnfetch(REAL(f), off, p);
+}
+
+/* Two method tables: version 3 for files whose real methods have it (the
+** unix VFS gives every file version 3), and the real file's own version
+** otherwise, so SQLite never calls a method the real file lacks. */
+static const sqlite3_io_methods ws_io3 = {
+	3, wsClose, wsRead, wsWrite, wsTruncate, wsSync, wsFileSize, wsLock, wsUnlock,
+	wsCheckReservedLock, wsFileControl, wsSectorSize, wsDeviceCharacteristics,
+	wsShmMap, wsShmLock, wsShmBarrier, wsShmUnmap, wsFetch, wsUnfetch,
+};
+static const sqlite3_io_methods ws_io2 = {
+	2, wsClose, wsRead, wsWrite, wsTruncate, wsSync, wsFileSize, wsLock, wsUnlock,
+	wsCheckReservedLock, wsFileControl, wsSectorSize, wsDeviceCharacteristics,
+	wsShmMap, wsShmLock, wsShmBarrier, wsShmUnmap, 0, 0,
+};
+static const sqlite3_io_methods ws_io1 = {
+	1, wsClose, wsRead, wsWrite, wsTruncate, wsSync, wsFileSize, wsLock, wsUnlock,
+	wsCheckReservedLock, wsFileControl, wsSectorSize, wsDeviceCharacteristics,
+	0, 0, 0, 0, 0, 0,
+};
+
+static int wsOpen(sqlite3_vfs *vfs, const char *zName, sqlite3_file *f, int flags, int *pOutFlags) {
+	WsFile *w = (WsFile *)f;
+	memset(w, 0, sizeof(*w));
+	w->real = (sqlite3_file *)&w[1];
+	int rc = ws_base->xOpen(ws_base, zName, w->real, flags, pOutFlags);
+	if (!w->real->pMethods) {
+		w->base.pMethods = 0;
+		return rc;
+	}
+	int v = w->real->pMethods->iVersion;
+	w->base.pMethods = v >= 3 ? &ws_io3 : v == 2 ? &ws_io2 : &ws_io1;
+	if (rc != SQLITE_OK || !(flags & SQLITE_OPEN_MAIN_DB) || !zName) return rc;
+	/* The journal mode from the database header (bytes 18 and 19 are 2
+	** in WAL mode), read through SQLite's own file: opening and closing
+	** a descriptor of our own would drop this process's POSIX locks. */
+	unsigned char hdr[20];
+	int walMode = 0;
+	if (w->real->pMethods->xRead(w->real, hdr, sizeof hdr, 0) == SQLITE_OK) {
+		walMode = hdr[18] == 2 && hdr[19] == 2;
+	}
+	long long id = walsyncGoOpen((char *)zName, walMode);
+	if (id < 0) {
+		/* Go printed why; the app sees SQLITE_CANTOPEN. */
+		w->real->pMethods->xClose(w->real);
+		w->base.pMethods = 0;
+		return SQLITE_CANTOPEN;
+	}
+	w->id = id;
+	return SQLITE_OK;
+}
+
+static int wsDelete(sqlite3_vfs *vfs, const char *z, int syncDir) {
+	return ws_base->xDelete(ws_base, z, syncDir);
+}
+static int wsAccess(sqlite3_vfs *vfs, const char *z, int flags, int *pResOut) {
+	return ws_base->xAccess(ws_base, z, flags, pResOut);
+}
+static int wsFullPathname(sqlite3_vfs *vfs, const char *z, int n, char *out) {
+	return ws_base->xFullPathname(ws_base, z, n, out);
+}
+static void *wsDlOpen(sqlite3_vfs *vfs, const char *z) { return ws_base->xDlOpen(ws_base, z); }
+static void wsDlError(sqlite3_vfs *vfs, int n, char *z) { ws_base->xDlError(ws_base, n, z); }
+static void (*wsDlSym(sqlite3_vfs *vfs, void *p, const char *z))(void) { return ws_base->xDlSym(ws_base, p, z); }
+static void wsDlClose(sqlite3_vfs *vfs, void *p) { ws_base->xDlClose(ws_base, p); }
+static int wsRandomness(sqlite3_vfs *vfs, int n, char *z) { return ws_base->xRandomness(ws_base, n, z); }
+static int wsSleep(sqlite3_vfs *vfs, int us) { return ws_base->xSleep(ws_base, us); }
+static int wsCurrentTime(sqlite3_vfs *vfs, double *t) { return ws_base->xCurrentTime(ws_base, t); }
+static int wsGetLastError(sqlite3_vfs *vfs, int n, char *z) {
+	return ws_base->xGetLastError ? ws_base->xGetLastError(ws_base, n, z) : 0;
+}
+static int wsCurrentTimeInt64(sqlite3_vfs *vfs, sqlite3_int64 *t) {
+	if (ws_base->iVersion >= 2 && ws_base->xCurrentTimeInt64) return ws_base->xCurrentTimeInt64(ws_base, t);
+	double d;
+	int rc = ws_base->xCurrentTime(ws_base, &d);
+	*t = (sqlite3_int64)(d * 86400000.0);
+	return rc;
+}
+static int wsSetSystemCall(sqlite3_vfs *vfs, const char *z, sqlite3_syscall_ptr p) {
+	return ws_base->xSetSystemCall(ws_base, z, p);
+}
+static sqlite3_syscall_ptr wsGetSystemCall(sqlite3_vfs *vfs, const char *z) {
+	return ws_base->xGetSystemCall(ws_base, z);
+}
+static const char *wsNextSystemCall(sqlite3_vfs *vfs, const char *z) {
+	return ws_base->xNextSystemCall(ws_base, z);
+}
+
+int walsync_vfs_register(void) {
+	if (sqlite3_vfs_find(WALSYNC_VFS_NAME)) return SQLITE_OK;
+	int rc = sqlite3_initialize();
+	if (rc != SQLITE_OK) return rc;
+	ws_base = sqlite3_vfs_find(0);
+	if (!ws_base) return SQLITE_ERROR;
+	ws_vfs.iVersion = ws_base->iVersion < 3 ? ws_base->iVersion : 3;
+	ws_vfs.szOsFile = (int)sizeof(WsFile) + ws_base->szOsFile;
+	ws_vfs.mxPathname = ws_base->mxPathname;
+	ws_vfs.zName = WALSYNC_VFS_NAME;
+	ws_vfs.xOpen = wsOpen;
+	ws_vfs.xDelete = wsDelete;
+	ws_vfs.xAccess = wsAccess;
+	ws_vfs.xFullPathname = wsFullPathname;
+	ws_vfs.xDlOpen = wsDlOpen;
+	ws_vfs.xDlError = wsDlError;
+	ws_vfs.xDlSym = wsDlSym;
+	ws_vfs.xDlClose = wsDlClose;
+	ws_vfs.xRandomness = wsRandomness;
+	ws_vfs.xSleep = wsSleep;
+	ws_vfs.xCurrentTime = wsCurrentTime;
+	ws_vfs.xGetLastError = wsGetLastError;
+	ws_vfs.xCurrentTimeInt64 = wsCurrentTimeInt64;
+	if (ws_vfs.iVersion >= 3) {
+		ws_vfs.xSetSystemCall = wsSetSystemCall;
+		ws_vfs.xGetSystemCall = wsGetSystemCall;
+		ws_vfs.xNextSystemCall = wsNextSystemCall;
+	}
+	return sqlite3_vfs_register(&ws_vfs, 0);
+}
+
+const char *walsync_uri_parameter(const char *zName, const char *zParam) {
+	return sqlite3_uri_parameter(zName, zParam);
+}
+
+const char *walsync_base_vfs_name(void) {
+	return ws_base ? ws_base->zName : "";
+}

@@ -1,0 +1,552 @@
+// Package vfs is the walsync SQLite VFS: capture at the source. A program
+// that imports it (or calls Register) and opens a database with
+//
+//	sql.Open("sqlite3", "file:app.db?vfs=walsync&walsync_bucket=s3://bucket/prefix")
+//
+// replicates that database while it runs, into the same bucket layout as
+// `walsync watch`; `walsync restore` restores it.
+//
+// The VFS is a thin C shim over SQLite's default VFS (shim.c): every file
+// operation, shared memory included, goes to the default VFS unchanged, so
+// WAL mode, several connections and several processes behave exactly as
+// without it, and page I/O never enters Go. The shim tells Go three
+// things: a database opened, a transaction committed (the release of the
+// WAL write lock), the last connection closed. Go replicates each open
+// database with the same machinery as `walsync watch` (replicate.Watcher):
+// a read transaction that keeps SQLite from restarting the WAL over
+// frames walsync has not captured, the durable spool beside the database,
+// the uploader. A commit wakes the capture at once: no polling.
+// docs/ARCHITECTURE.md ("The VFS") gives the whole argument.
+//
+// Options come from the database URI, then from Register's Options, then
+// from the environment:
+//
+//	walsync_bucket    WALSYNC_BUCKET    s3://bucket[/prefix] or file:///path (required)
+//	walsync_endpoint  WALSYNC_ENDPOINT  S3 endpoint URL (else AWS_ENDPOINT_URL_S3)
+//	walsync_sync      WALSYNC_SYNC      1: a commit returns only once it is durable in the bucket
+//	walsync_name      WALSYNC_NAME      name in the bucket (default: file name without extension)
+//
+// Credentials and region are read as the AWS CLI reads them.
+//
+// Async (the default): a commit returns at once; its frames are shipped
+// within the sync interval (Options.SyncInterval, default 1 s). Sync
+// (walsync_sync=1): the commit returns once its frames are in the bucket,
+// or after Options.SyncTimeout with an error logged (the transaction is
+// committed locally either way: SQLite gives a VFS no way to fail a
+// commit after the fact). Closing the last connection to a database ships
+// what is pending, bounded by Options.CloseTimeout.
+//
+// One process replicates a database: when another process (another
+// application using the VFS, or `walsync watch`) already does, this one
+// uses the database normally and leaves the replication to it, and takes
+// over when that process ends.
+package vfs
+
+/*
+#cgo CFLAGS: -O2
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	// The SQLite the shim registers into: mattn/go-sqlite3's (its bundled
+	// amalgamation, or the system library with the libsqlite3 tag).
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/walsync/walsync"
+	"github.com/walsync/walsync/backend"
+	"github.com/walsync/walsync/replicate"
+)
+
+// Name is the VFS's name, as in ?vfs=walsync.
+const Name = "walsync"
+
+// Options are defaults for databases opened through the VFS; URI
+// parameters win over them, and they win over the environment.
+type Options struct {
+	Bucket   string // s3://bucket[/prefix] or file:///path
+	Endpoint string // S3 endpoint URL
+	Region   string // S3 region (default: as the AWS CLI reads it, else us-east-1)
+	// Sync makes every commit wait until it is durable in the bucket.
+	Sync bool
+	// SyncInterval: in async mode, commits within this interval of the
+	// previous capture are shipped together (0 means 1 s; negative ships
+	// every commit at once).
+	SyncInterval time.Duration
+	// SyncTimeout bounds a commit's wait in sync mode (0 means 30 s).
+	SyncTimeout time.Duration
+	// CloseTimeout bounds the shipping of what is pending when the last
+	// connection to a database closes (0 means 10 s).
+	CloseTimeout time.Duration
+	// SnapshotInterval: a database that changed gets a new snapshot this
+	// often (0 means 1 h; negative: only when a generation starts).
+	SnapshotInterval time.Duration
+	// Logger receives what the VFS logs (nil: warnings and errors as text
+	// on stderr, or WALSYNC_LOG_LEVEL=debug|info|warn|error).
+	Logger *slog.Logger
+}
+
+var (
+	regMu      sync.Mutex
+	registered bool
+	defaults   Options
+)
+
+func init() {
+	if err := register(); err != nil {
+		fmt.Fprintf(os.Stderr, "walsync: register VFS: %v\n", err)
+	}
+}
+
+// Register sets the defaults for databases opened through the VFS from now
+// on and makes sure the VFS is registered (importing the package already
+// registers it, with defaults from the environment).
+func Register(opts Options) error {
+	regMu.Lock()
+	defaults = opts
+	regMu.Unlock()
+	return register()
+}
+
+func register() error {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if registered {
+		return nil
+	}
+	if rc := C.walsync_vfs_register(); rc != 0 {
+		return fmt.Errorf("sqlite3_vfs_register: SQLite error %d", int(rc))
+	}
+	registered = true
+	return nil
+}
+
+// BaseVFS names the VFS walsync forwards to (normally "unix").
+func BaseVFS() string { return C.GoString(C.walsync_base_vfs_name()) }
+
+// config is what one database is replicated with.
+type config struct {
+	bucket, endpoint, region, name string
+	sync                           bool
+	opts                           Options
+}
+
+// uriParam reads a URI parameter of the file name SQLite passed to xOpen.
+func uriParam(zName *C.char, key string) string {
+	ck := C.CString(key)
+	defer C.free(unsafe.Pointer(ck))
+	v := C.walsync_uri_parameter(zName, ck)
+	if v == nil {
+		return ""
+	}
+	return C.GoString(v)
+}
+
+func parseBool(what, v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "", "0", "false", "off", "no":
+		return false, nil
+	case "1", "true", "on", "yes":
+		return true, nil
+	}
+	return false, fmt.Errorf("%s=%q: want 1 or 0", what, v)
+}
+
+// resolve merges URI parameters, Register's options and the environment.
+func resolve(path string, zName *C.char) (config, error) {
+	regMu.Lock()
+	o := defaults
+	regMu.Unlock()
+	pick := func(param, opt, env string) string {
+		if v := uriParam(zName, param); v != "" {
+			return v
+		}
+		if opt != "" {
+			return opt
+		}
+		return os.Getenv(env)
+	}
+	c := config{opts: o}
+	c.bucket = pick("walsync_bucket", o.Bucket, "WALSYNC_BUCKET")
+	c.endpoint = pick("walsync_endpoint", o.Endpoint, "WALSYNC_ENDPOINT")
+	c.region = pick("walsync_region", o.Region, "WALSYNC_REGION")
+	c.name = pick("walsync_name", "", "WALSYNC_NAME")
+	syncOpt := ""
+	if o.Sync {
+		syncOpt = "1"
+	}
+	var err error
+	if c.sync, err = parseBool("walsync_sync", pick("walsync_sync", syncOpt, "WALSYNC_SYNC")); err != nil {
+		return c, err
+	}
+	if c.bucket == "" {
+		return c, fmt.Errorf("no bucket for %s: add walsync_bucket=s3://bucket/prefix (or file:///dir) to the URI, or set WALSYNC_BUCKET", path)
+	}
+	if c.name == "" {
+		c.name = walsync.NameFromPath(path)
+	}
+	if err := walsync.ValidateName(c.name); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func (c config) logger() *slog.Logger {
+	if c.opts.Logger != nil {
+		return c.opts.Logger
+	}
+	level := slog.LevelWarn
+	switch strings.ToLower(os.Getenv("WALSYNC_LOG_LEVEL")) {
+	case "debug":
+		level = slog.LevelDebug
+	case "info":
+		level = slog.LevelInfo
+	case "error":
+		level = slog.LevelError
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("component", "walsync-vfs")
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// storages shares one client per bucket and endpoint across databases.
+var (
+	storageMu sync.Mutex
+	storages  = map[string]walsync.Storage{}
+)
+
+func openStorage(ctx context.Context, c config) (walsync.Storage, error) {
+	key := c.bucket + "\x00" + c.endpoint + "\x00" + c.region
+	storageMu.Lock()
+	defer storageMu.Unlock()
+	if st := storages[key]; st != nil {
+		return st, nil
+	}
+	st, err := backend.Open(ctx, c.bucket, backend.Options{Endpoint: c.endpoint, Region: c.region})
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Prepare(ctx); err != nil {
+		return nil, err
+	}
+	storages[key] = st
+	return st, nil
+}
+
+// database is one database replicated by this process: all connections of
+// the process to the same file share it.
+type database struct {
+	id   int64
+	path string
+	cfg  config
+	log  *slog.Logger
+	refs int
+
+	mu       sync.Mutex // guards the fields below
+	w        *replicate.Watcher
+	cancel   context.CancelFunc
+	done     chan struct{}
+	runErr   error
+	starting bool
+	waiting  bool // another process replicates it; retrying
+	closed   bool // the last connection closed
+	stop     chan struct{}
+}
+
+var (
+	dbMu   sync.RWMutex
+	byPath = map[string]*database{}
+	byID   = map[int64]*database{}
+	nextID int64
+)
+
+// open is the first part of xOpen for a main database file. It returns the
+// database's handle, or an error that fails the open.
+func open(path string, zName *C.char, walMode bool) (int64, error) {
+	dbMu.Lock()
+	defer dbMu.Unlock()
+	if d := byPath[path]; d != nil {
+		d.refs++
+		return d.id, nil
+	}
+	cfg, err := resolve(path, zName)
+	if err != nil {
+		return 0, err
+	}
+	nextID++
+	d := &database{id: nextID, path: path, cfg: cfg, refs: 1, stop: make(chan struct{})}
+	d.log = cfg.logger().With("db", cfg.name)
+	if walMode {
+		// Start now, before the application can commit: the position
+		// is proven (or a generation started) before the open returns.
+		if err := d.start(); err != nil && !errors.Is(err, replicate.ErrOwned) {
+			return 0, err
+		}
+	}
+	// Otherwise the first commit in WAL mode starts it (commit).
+	byPath[path] = d
+	byID[d.id] = d
+	return d.id, nil
+}
+
+// start opens storage and runs the watcher for d until stopped. It returns
+// once the watcher follows the database, or with the reason it cannot.
+// replicate.ErrOwned means another process replicates it: d retries in
+// the background and takes over when that process is gone.
+func (d *database) start() error {
+	d.mu.Lock()
+	if d.w != nil || d.starting || d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.starting = true
+	d.mu.Unlock()
+	err := d.run()
+	d.mu.Lock()
+	d.starting = false
+	d.mu.Unlock()
+	if errors.Is(err, replicate.ErrOwned) {
+		d.retryOwnership(err)
+	}
+	return err
+}
+
+func (d *database) run() error {
+	ctx := context.Background()
+	st, err := openStorage(ctx, d.cfg)
+	if err != nil {
+		return err
+	}
+	syncInterval := orDefault(d.cfg.opts.SyncInterval, time.Second)
+	if syncInterval < 0 || d.cfg.sync {
+		syncInterval = 0
+	}
+	snapInterval := orDefault(d.cfg.opts.SnapshotInterval, time.Hour)
+	if snapInterval < 0 {
+		snapInterval = 0
+	}
+	ready := make(chan struct{})
+	w := &replicate.Watcher{
+		Storage:          st,
+		Logger:           d.log,
+		SnapshotInterval: snapInterval,
+		SyncInterval:     syncInterval,
+		ShutdownTimeout:  orDefault(d.cfg.opts.CloseTimeout, 10*time.Second),
+		Owner:            "the walsync VFS in " + processName(),
+		OnReady:          func() { close(ready) },
+	}
+	if err := w.Add(d.path, d.cfg.name); err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var runErr error
+	go func() {
+		defer close(done)
+		runErr = w.Run(runCtx)
+	}()
+	select {
+	case <-ready:
+	case <-done:
+		cancel()
+		return runErr
+	}
+	d.mu.Lock()
+	d.w, d.cancel, d.done = w, cancel, done
+	d.waiting = false
+	d.mu.Unlock()
+	go func() {
+		<-done
+		d.mu.Lock()
+		d.runErr = runErr
+		d.mu.Unlock()
+		if runErr != nil {
+			d.log.Error("replication ended", "err", runErr)
+		}
+	}()
+	return nil
+}
+
+// retryOwnership tries to take over the replication every two seconds
+// until it succeeds or d is closed.
+func (d *database) retryOwnership(why error) {
+	d.mu.Lock()
+	if d.waiting {
+		d.mu.Unlock()
+		return
+	}
+	d.waiting = true
+	d.mu.Unlock()
+	d.log.Info("another process replicates this database; it ships this process's commits too", "why", why)
+	go func() {
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-d.stop:
+				return
+			case <-t.C:
+			}
+			d.mu.Lock()
+			d.waiting = false
+			d.mu.Unlock()
+			err := d.start()
+			if err == nil {
+				d.log.Info("took over the replication of this database")
+				return
+			}
+			if !errors.Is(err, replicate.ErrOwned) {
+				d.log.Error("cannot replicate this database; retrying", "err", err)
+				d.mu.Lock()
+				d.waiting = true
+				d.mu.Unlock()
+				continue
+			}
+			return // start() started another retry loop
+		}
+	}()
+}
+
+func lookup(id int64) *database {
+	dbMu.RLock()
+	defer dbMu.RUnlock()
+	return byID[id]
+}
+
+// commit is called after a transaction committed and the WAL write lock
+// was released.
+func commit(id int64) {
+	d := lookup(id)
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	w := d.w
+	d.mu.Unlock()
+	if w == nil {
+		// The database entered WAL mode after it was opened: start now,
+		// in the background (the first capture starts a generation with
+		// a snapshot that holds this commit).
+		go func() {
+			if err := d.start(); err != nil && !errors.Is(err, replicate.ErrOwned) {
+				d.log.Error("cannot replicate this database", "err", err)
+			}
+		}()
+		if !d.cfg.sync {
+			return
+		}
+		if w = d.waitStarted(); w == nil {
+			return
+		}
+	}
+	if !d.cfg.sync {
+		w.Kick(d.path)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), orDefault(d.cfg.opts.SyncTimeout, 30*time.Second))
+	defer cancel()
+	if err := w.Durable(ctx, d.path); err != nil {
+		d.log.Error("walsync_sync=1: a commit returned before it was durable in the bucket", "err", err)
+	}
+}
+
+// waitStarted waits (bounded by the sync timeout) for the watcher of a
+// database that is starting; nil when it does not start.
+func (d *database) waitStarted() *replicate.Watcher {
+	deadline := time.Now().Add(orDefault(d.cfg.opts.SyncTimeout, 30*time.Second))
+	for {
+		d.mu.Lock()
+		w, busy := d.w, d.starting || d.waiting
+		d.mu.Unlock()
+		if w != nil {
+			return w
+		}
+		if !busy && time.Now().After(deadline.Add(-orDefault(d.cfg.opts.SyncTimeout, 30*time.Second)+time.Second)) {
+			break // not starting (a second after the commit): it failed
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	d.log.Error("walsync_sync=1: a commit returned before it was durable in the bucket: replication is not running")
+	return nil
+}
+
+// checkpoint is called when a connection released the checkpoint lock.
+func checkpoint(id int64) {
+	if d := lookup(id); d != nil {
+		d.mu.Lock()
+		w := d.w
+		d.mu.Unlock()
+		if w != nil {
+			w.Kick(d.path)
+		}
+	}
+}
+
+// closeConn is called after a connection closed its main database file.
+// The last one ships what is pending and stops the replication.
+func closeConn(id int64) {
+	dbMu.Lock()
+	d := byID[id]
+	if d == nil {
+		dbMu.Unlock()
+		return
+	}
+	d.refs--
+	if d.refs > 0 {
+		dbMu.Unlock()
+		return
+	}
+	delete(byID, id)
+	delete(byPath, d.path)
+	dbMu.Unlock()
+	close(d.stop)
+	// A start in progress finishes first (its watcher is then stopped
+	// like any other); none begins after this.
+	var cancel context.CancelFunc
+	var done chan struct{}
+	for {
+		d.mu.Lock()
+		d.closed = true
+		starting := d.starting
+		cancel, done = d.cancel, d.done
+		d.mu.Unlock()
+		if !starting {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if cancel == nil {
+		return
+	}
+	cancel()
+	// The watcher's shutdown is bounded by its ShutdownTimeout.
+	<-done
+}
+
+func processName() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "pid " + strconv.Itoa(os.Getpid())
+	}
+	return exe
+}

@@ -1,0 +1,288 @@
+package vfs_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/walsync/walsync/backend"
+	"github.com/walsync/walsync/internal/testenv"
+	"github.com/walsync/walsync/restore"
+	"github.com/walsync/walsync/vfs"
+)
+
+// bucket is where a test replicates to, and how to open it again.
+type bucket struct {
+	url      string
+	endpoint string
+}
+
+func fileBucket(t *testing.T) bucket {
+	return bucket{url: "file://" + filepath.Join(t.TempDir(), "bucket")}
+}
+
+func s3Bucket(t *testing.T) bucket {
+	env := testenv.S3(t)
+	env.Setenv(t)
+	return bucket{url: "s3://" + testenv.NewBucket(t, env) + "/vfs", endpoint: env.Endpoint}
+}
+
+// eachBucket runs f against the file backend and a real MinIO.
+func eachBucket(t *testing.T, f func(t *testing.T, b bucket)) {
+	t.Run("file", func(t *testing.T) { f(t, fileBucket(t)) })
+	t.Run("s3", func(t *testing.T) { f(t, s3Bucket(t)) })
+}
+
+// dsn is the URI of src opened through the walsync VFS into b.
+func (b bucket) dsn(src string, params ...string) string {
+	u := url.URL{Path: src}
+	q := "vfs=walsync&walsync_bucket=" + url.QueryEscape(b.url) + "&_busy_timeout=10000"
+	if b.endpoint != "" {
+		q += "&walsync_endpoint=" + url.QueryEscape(b.endpoint)
+	}
+	for _, p := range params {
+		q += "&" + p
+	}
+	return "file:" + u.EscapedPath() + "?" + q
+}
+
+func openVFS(t *testing.T, b bucket, src string, params ...string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite3", b.dsn(src, params...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func exec1(t *testing.T, db interface {
+	Exec(string, ...any) (sql.Result, error)
+}, q string, args ...any) {
+	t.Helper()
+	if _, err := db.Exec(q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// insertBatches inserts rows in transactions of per rows and keeps
+// counter.n equal to the row count (a torn transaction shows).
+func insertBatches(t *testing.T, db *sql.DB, batch0, rows, per int) {
+	t.Helper()
+	for done := 0; done < rows; done += per {
+		tx, err := db.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := min(per, rows-done)
+		for i := 0; i < n; i++ {
+			if _, err := tx.Exec("INSERT INTO t (batch, v) VALUES (?, ?)", batch0+done/per, strings.Repeat("x", 150)+fmt.Sprint(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := tx.Exec("UPDATE counter SET n = n + ?", n); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func createSchema(t *testing.T, db *sql.DB) {
+	t.Helper()
+	exec1(t, db, "PRAGMA journal_mode=WAL")
+	exec1(t, db, "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, batch INTEGER, v TEXT)")
+	exec1(t, db, "CREATE TABLE IF NOT EXISTS counter (n INTEGER)")
+	exec1(t, db, "INSERT INTO counter SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM counter)")
+}
+
+// checkpointedBytes opens src with SQLite's default VFS, runs
+// wal_checkpoint(TRUNCATE) and returns the database file: the independent
+// truth a restore must equal.
+func checkpointedBytes(t *testing.T, src string) []byte {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+src+"?_busy_timeout=10000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var busy, logFrames, ckpt int
+	if err := db.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &ckpt); err != nil {
+		t.Fatal(err)
+	}
+	if busy != 0 {
+		t.Fatal("wal_checkpoint(TRUNCATE) was blocked")
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// restoreBytes restores name from b (latest state) and returns the file,
+// after checking integrity_check and the counter.
+func restoreBytes(t *testing.T, b bucket, name string) ([]byte, int) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := backend.Open(ctx, b.url, backend.Options{Endpoint: b.endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "restored.db")
+	if _, err := (&restore.Restorer{Storage: st}).Restore(ctx, name, out, restore.Options{}); err != nil {
+		t.Fatalf("restore %s: %v", name, err)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, checkRestored(t, out)
+}
+
+func checkRestored(t *testing.T, path string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var ic string
+	if err := db.QueryRow("PRAGMA integrity_check").Scan(&ic); err != nil {
+		t.Fatal(err)
+	}
+	if ic != "ok" {
+		t.Fatalf("integrity_check %s: got=%q, want ok", path, ic)
+	}
+	var n, c int
+	if err := db.QueryRow("SELECT count(*), (SELECT n FROM counter) FROM t").Scan(&n, &c); err != nil {
+		t.Fatal(err)
+	}
+	if n != c {
+		t.Fatalf("restored %s: %d rows, counter %d: a torn transaction", path, n, c)
+	}
+	return n
+}
+
+func mustEqual(t *testing.T, got, want []byte) {
+	t.Helper()
+	if !bytes.Equal(got, want) {
+		i := 0
+		for i < len(got) && i < len(want) && got[i] == want[i] {
+			i++
+		}
+		t.Fatalf("restore differs from the checkpointed source: got=%d bytes, want %d; first difference at offset %d", len(got), len(want), i)
+	}
+}
+
+func TestBaseVFS(t *testing.T) {
+	if got := vfs.BaseVFS(); got != "unix" {
+		t.Errorf("BaseVFS: got=%q, want unix", got)
+	}
+}
+
+// A Go program writing through ?vfs=walsync: closing the last connection
+// ships everything; the restore equals the checkpointed source.
+func TestGoProgram(t *testing.T) {
+	eachBucket(t, func(t *testing.T, b bucket) {
+		src := filepath.Join(t.TempDir(), "app.db")
+		db := openVFS(t, b, src)
+		db.SetMaxOpenConns(2)
+		createSchema(t, db)
+		insertBatches(t, db, 0, 2000, 50)
+		exec1(t, db, "DELETE FROM t WHERE id % 7 = 0")
+		exec1(t, db, "UPDATE counter SET n = (SELECT count(*) FROM t)")
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		want := checkpointedBytes(t, src)
+		got, n := restoreBytes(t, b, "app")
+		mustEqual(t, got, want)
+		t.Logf("%d rows, %d bytes restored byte for byte", n, len(got))
+	})
+}
+
+// Reopening continues the generation: no new snapshot for an app restart.
+func TestReopenContinues(t *testing.T) {
+	b := fileBucket(t)
+	src := filepath.Join(t.TempDir(), "app.db")
+	plain, err := sql.Open("sqlite3", "file:"+src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	createSchema(t, plain)
+	plain.Close()
+	for round := 0; round < 3; round++ {
+		db := openVFS(t, b, src)
+		createSchema(t, db)
+		insertBatches(t, db, round*10, 300, 30)
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := checkpointedBytes(t, src)
+	got, _ := restoreBytes(t, b, "app")
+	mustEqual(t, got, want)
+	snaps, _ := filepath.Glob(filepath.Join(strings.TrimPrefix(b.url, "file://"), "app", "snapshots", "*"))
+	var n int
+	for _, s := range snaps {
+		if !strings.HasSuffix(s, ".sha256") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("snapshots after three opens: got=%d, want 1 (a reopen continues the generation)", n)
+	}
+}
+
+// walsync_sync=1: every commit that returned is in a restore made right
+// after it, with the connection still open.
+func TestSyncCommitIsDurable(t *testing.T) {
+	eachBucket(t, func(t *testing.T, b bucket) {
+		src := filepath.Join(t.TempDir(), "app.db")
+		db := openVFS(t, b, src, "walsync_sync=1")
+		db.SetMaxOpenConns(1)
+		createSchema(t, db)
+		for i := 0; i < 5; i++ {
+			start := time.Now()
+			insertBatches(t, db, i, 20, 20)
+			t.Logf("commit %d returned after %v", i, time.Since(start).Round(time.Millisecond))
+			_, n := restoreBytes(t, b, "app")
+			if n != 20*(i+1) {
+				t.Fatalf("after commit %d returned: restore has %d rows, want %d", i, n, 20*(i+1))
+			}
+		}
+	})
+}
+
+func TestNoBucketFailsOpen(t *testing.T) {
+	t.Setenv("WALSYNC_BUCKET", "")
+	src := filepath.Join(t.TempDir(), "app.db")
+	db, err := sql.Open("sqlite3", "file:"+src+"?vfs=walsync")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Ping(); err == nil {
+		t.Fatal("open without a bucket: want an error")
+	}
+}
+
+func TestExclusiveLockingRefused(t *testing.T) {
+	b := fileBucket(t)
+	src := filepath.Join(t.TempDir(), "app.db")
+	db := openVFS(t, b, src)
+	db.SetMaxOpenConns(1)
+	_, err := db.Exec("PRAGMA locking_mode=EXCLUSIVE")
+	if err == nil || !strings.Contains(err.Error(), "locking_mode=EXCLUSIVE") {
+		t.Fatalf("PRAGMA locking_mode=EXCLUSIVE: got=%v, want an error naming it", err)
+	}
+}
