@@ -18,13 +18,28 @@ FUZZ_TARGETS := \
 	.:FuzzParseDBHeader \
 	./replicate:FuzzReadWALIndexHeader
 
-.PHONY: all build test unit lint fuzz bench clean tools
+.PHONY: all build sysdeps test unit lint fuzz bench clean tools
 
 all: build
 
-build:
+# bin/libwalsync.so is the walsync VFS as a loadable SQLite extension
+# (.load bin/libwalsync in the sqlite3 shell) and the C library the Python
+# package binds. It links the system libsqlite3 (-tags libsqlite3), so that
+# the VFS registers into the SQLite of the program that loads it.
+build: sysdeps
 	@mkdir -p bin
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/walsync ./cmd/walsync
+	$(GO) build -trimpath -buildmode=c-shared -tags libsqlite3 -ldflags "-s -w -X main.version=$(VERSION)" -o bin/libwalsync.so ./cmd/libwalsync
+	@rm -f bin/libwalsync.h
+
+# The system SQLite the extension links and the sqlite3 shell its tests
+# drive: installed from Debian's packages when missing.
+sysdeps:
+	@if [ ! -f /usr/include/sqlite3.h ] || ! command -v sqlite3 >/dev/null; then \
+		echo "installing sqlite3 and libsqlite3-dev"; \
+		(apt-get update -qq && apt-get install -y -qq sqlite3 libsqlite3-dev) >/dev/null || \
+			{ echo "make: need the sqlite3 shell and libsqlite3-dev (apt-get install sqlite3 libsqlite3-dev)"; exit 1; }; \
+	fi
 
 $(STATICCHECK):
 	@echo "installing staticcheck $(STATICCHECK_VERSION) into $(dir $@)"

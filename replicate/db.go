@@ -122,6 +122,7 @@ func (d *DB) open(ctx context.Context) error {
 		d.closeFiles()
 		return fmt.Errorf("database %s: %w", d.Path, err)
 	}
+	d.spool.removeTemp()
 	for i := range d.pins {
 		if d.pins[i], err = openPin(d.Path, d.w.busyTimeout()); err != nil {
 			d.closeFiles()

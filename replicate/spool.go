@@ -98,14 +98,18 @@ func openSpool(dbPath string) (*spool, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create spool %s: %w", dir, err)
 	}
-	s := &spool{dir: dir}
-	// Temporary files are from writes a crash interrupted: never valid.
-	if olds, _ := filepath.Glob(filepath.Join(dir, spoolTempGlob)); len(olds) > 0 {
+	return &spool{dir: dir}, nil
+}
+
+// removeTemp deletes temporary files: they are from writes a crash
+// interrupted, never valid. Only the owner may (lockOwner): another
+// process's writes in progress would be lost.
+func (s *spool) removeTemp() {
+	if olds, _ := filepath.Glob(filepath.Join(s.dir, spoolTempGlob)); len(olds) > 0 {
 		for _, o := range olds {
 			os.Remove(o)
 		}
 	}
-	return s, nil
 }
 
 // loadState reads state.json; a missing file is (nil, nil).
@@ -331,4 +335,20 @@ func (s *spool) lockOwner(kind string) (*os.File, error) {
 		f.WriteAt([]byte(fmt.Sprintf("%s, pid %d\n", kind, os.Getpid())), 0) //nolint:errcheck // informative only
 	}
 	return f, nil
+}
+
+// OwnedElsewhere reports whether another process (or another watcher of
+// this one) holds the owner lock of the database at dbPath: it probes the
+// lock without keeping it. False when the spool does not exist.
+func OwnedElsewhere(dbPath string) bool {
+	f, err := os.OpenFile(filepath.Join(spoolDir(dbPath), ownerFileName), os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return errors.Is(err, syscall.EWOULDBLOCK)
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN) //nolint:errcheck // closing unlocks too
+	return false
 }

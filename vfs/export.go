@@ -50,3 +50,9 @@ func walsyncGoClose(id C.longlong) {
 	defer recoverInto("close")
 	closeConn(int64(id))
 }
+
+//export walsyncGoAcquire
+func walsyncGoAcquire(id C.longlong) {
+	defer recoverInto("write lock")
+	acquire(int64(id))
+}

@@ -9,6 +9,10 @@
 **
 **   open    the first open of a database (in this process) starts its
 **           replication in Go (walsyncGoOpen); failure fails the open.
+**   write   the taking of the WAL write lock (walsyncGoAcquire): when no
+**           process replicates the database at that moment (the one that
+**           did has exited), this one takes over before the writer, or a
+**           checkpoint that may restart the WAL, goes on.
 **   commit  the release of the WAL write lock (xShmLock unlock of slot 0)
 **           after the wal-index header changed while it was held: a
 **           transaction committed (or a WAL recovery ran). Go is told
@@ -17,6 +21,9 @@
 **           only once the commit is durable in the bucket.
 **   close   the close of the last connection to it (walsyncGoClose) ships
 **           what is pending and stops its replication.
+** It also answers SQLITE_FCNTL_PERSIST_WAL with "keep": SQLite never
+** deletes the WAL of a replicated database, whose frames may not all be
+** captured yet when its last connection closes.
 ** and the release of the checkpoint lock (slot 1), after which a checkpoint
 ** that waits for readers to leave the WAL may be waiting for walsync.
 **
@@ -109,6 +116,14 @@ static int wsFileControl(sqlite3_file *f, int op, void *pArg) {
 		}
 		return rc;
 	}
+	if (op == SQLITE_FCNTL_PERSIST_WAL && w->id && pArg && *(int *)pArg < 0) {
+		/* Asked by the last connection to close, before it deletes the
+		** WAL: keep it. Its frames may not be captured yet (another
+		** process replicates the database, or none is running); the next
+		** open, or `walsync watch`, captures them. */
+		*(int *)pArg = 1;
+		return SQLITE_OK;
+	}
 	if (op == SQLITE_FCNTL_PRAGMA && w->id && pArg) {
 		char **a = (char **)pArg;
 		if (a[1] && sqlite3_stricmp(a[1], "locking_mode") == 0 && ws_is_exclusive(a[2])) {
@@ -164,6 +179,12 @@ static int wsShmLock(sqlite3_file *f, int offset, int n, int flags) {
 		if (changed) walsyncGoCommit(w->id);
 		else if (ckpt) walsyncGoCheckpoint(w->id);
 		return rc;
+	}
+	if (offset <= WS_WAL_WRITE_LOCK && WS_WAL_WRITE_LOCK < offset + n) {
+		/* Before a writer (or a checkpoint that may restart the WAL) goes
+		** on: if no process replicates the database now, this one takes
+		** over first, so no frame is written over uncaptured ones. */
+		walsyncGoAcquire(w->id);
 	}
 	int rc = r->pMethods->xShmLock(r, offset, n, flags);
 	if (rc == SQLITE_OK && offset <= WS_WAL_WRITE_LOCK && WS_WAL_WRITE_LOCK < offset + n) {
@@ -273,7 +294,7 @@ static const char *wsNextSystemCall(sqlite3_vfs *vfs, const char *z) {
 	return ws_base->xNextSystemCall(ws_base, z);
 }
 
-int walsync_vfs_register(void) {
+int walsync_shim_register(void) {
 	if (sqlite3_vfs_find(WALSYNC_VFS_NAME)) return SQLITE_OK;
 	int rc = sqlite3_initialize();
 	if (rc != SQLITE_OK) return rc;
@@ -304,10 +325,16 @@ int walsync_vfs_register(void) {
 	return sqlite3_vfs_register(&ws_vfs, 0);
 }
 
-const char *walsync_uri_parameter(const char *zName, const char *zParam) {
+const char *walsync_shim_uri_parameter(const char *zName, const char *zParam) {
 	return sqlite3_uri_parameter(zName, zParam);
 }
 
-const char *walsync_base_vfs_name(void) {
+const char *walsync_shim_base_vfs(void) {
 	return ws_base ? ws_base->zName : "";
+}
+
+/* walsync_shim_vfs_find is the address of the sqlite3_vfs_find this code
+** links, for ext.c to compare with the host's. */
+void *walsync_shim_vfs_find(void) {
+	return (void *)sqlite3_vfs_find;
 }

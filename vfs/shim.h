@@ -3,14 +3,14 @@
 
 #define WALSYNC_VFS_NAME "walsync"
 
-/* walsync_vfs_register registers the walsync VFS over the current default
+/* walsync_shim_register registers the walsync VFS over the current default
 ** VFS (not as the default). Registering twice is a no-op. */
-int walsync_vfs_register(void);
+int walsync_shim_register(void);
 
-/* walsync_uri_parameter is sqlite3_uri_parameter, for Go. */
-const char *walsync_uri_parameter(const char *zName, const char *zParam);
+/* walsync_shim_uri_parameter is sqlite3_uri_parameter, for Go. */
+const char *walsync_shim_uri_parameter(const char *zName, const char *zParam);
 
-/* walsync_base_vfs_name names the VFS walsync forwards to. */
-const char *walsync_base_vfs_name(void);
+/* walsync_shim_base_vfs names the VFS walsync forwards to. */
+const char *walsync_shim_base_vfs(void);
 
 #endif

@@ -126,7 +126,7 @@ func register() error {
 	if registered {
 		return nil
 	}
-	if rc := C.walsync_vfs_register(); rc != 0 {
+	if rc := C.walsync_shim_register(); rc != 0 {
 		return fmt.Errorf("sqlite3_vfs_register: SQLite error %d", int(rc))
 	}
 	registered = true
@@ -134,7 +134,7 @@ func register() error {
 }
 
 // BaseVFS names the VFS walsync forwards to (normally "unix").
-func BaseVFS() string { return C.GoString(C.walsync_base_vfs_name()) }
+func BaseVFS() string { return C.GoString(C.walsync_shim_base_vfs()) }
 
 // config is what one database is replicated with.
 type config struct {
@@ -147,7 +147,7 @@ type config struct {
 func uriParam(zName *C.char, key string) string {
 	ck := C.CString(key)
 	defer C.free(unsafe.Pointer(ck))
-	v := C.walsync_uri_parameter(zName, ck)
+	v := C.walsync_shim_uri_parameter(zName, ck)
 	if v == nil {
 		return ""
 	}
@@ -267,6 +267,8 @@ type database struct {
 	starting bool
 	waiting  bool // another process replicates it; retrying
 	closed   bool // the last connection closed
+	wal      bool // seen in WAL mode
+	broken   bool // cannot be replicated (logged); writes are not held up
 	stop     chan struct{}
 }
 
@@ -291,7 +293,7 @@ func open(path string, zName *C.char, walMode bool) (int64, error) {
 		return 0, err
 	}
 	nextID++
-	d := &database{id: nextID, path: path, cfg: cfg, refs: 1, stop: make(chan struct{})}
+	d := &database{id: nextID, path: path, cfg: cfg, refs: 1, stop: make(chan struct{}), wal: walMode}
 	d.log = cfg.logger().With("db", cfg.name)
 	if walMode {
 		// Start now, before the application can commit: the position
@@ -384,8 +386,9 @@ func (d *database) run() error {
 	return nil
 }
 
-// retryOwnership tries to take over the replication every two seconds
-// until it succeeds or d is closed.
+// retryOwnership tries to take over the replication every quarter second
+// (a non-blocking flock: no request, no I/O) until it succeeds or d is
+// closed.
 func (d *database) retryOwnership(why error) {
 	d.mu.Lock()
 	if d.waiting {
@@ -396,7 +399,7 @@ func (d *database) retryOwnership(why error) {
 	d.mu.Unlock()
 	d.log.Info("another process replicates this database; it ships this process's commits too", "why", why)
 	go func() {
-		t := time.NewTicker(2 * time.Second)
+		t := time.NewTicker(250 * time.Millisecond)
 		defer t.Stop()
 		for {
 			select {
@@ -439,16 +442,23 @@ func commit(id int64) {
 	}
 	d.mu.Lock()
 	w := d.w
+	d.wal = true
 	d.mu.Unlock()
 	if w == nil {
 		// The database entered WAL mode after it was opened: start now,
 		// in the background (the first capture starts a generation with
-		// a snapshot that holds this commit).
-		go func() {
-			if err := d.start(); err != nil && !errors.Is(err, replicate.ErrOwned) {
-				d.log.Error("cannot replicate this database", "err", err)
-			}
-		}()
+		// a snapshot that holds this commit). A database another process
+		// replicates has its retry loop already.
+		d.mu.Lock()
+		busy := d.starting || d.waiting
+		d.mu.Unlock()
+		if !busy {
+			go func() {
+				if err := d.start(); err != nil && !errors.Is(err, replicate.ErrOwned) {
+					d.log.Error("cannot replicate this database", "err", err)
+				}
+			}()
+		}
 		if !d.cfg.sync {
 			return
 		}
@@ -490,6 +500,45 @@ func (d *database) waitStarted() *replicate.Watcher {
 	return nil
 }
 
+// acquire is called before a connection takes the WAL write lock. The
+// pins of the process that replicates a database keep SQLite from
+// restarting the WAL over frames not captured yet; when that process has
+// gone (or the database entered WAL mode after it was opened here) there
+// are none, and a writer could restart the WAL over its last commits. So
+// the first writer to find the database unreplicated takes over, before
+// it writes: its watcher proves the position and captures what is in the
+// WAL (under its own write lock, which is free at this point).
+func acquire(id int64) {
+	d := lookup(id)
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	mine, broken := d.w != nil, d.broken
+	d.mu.Unlock()
+	if mine || broken {
+		return
+	}
+	for {
+		d.mu.Lock()
+		starting := d.starting
+		d.mu.Unlock()
+		if !starting {
+			break
+		}
+		time.Sleep(time.Millisecond) // another goroutine is taking over
+	}
+	if replicate.OwnedElsewhere(d.path) {
+		return
+	}
+	if err := d.start(); err != nil && !errors.Is(err, replicate.ErrOwned) {
+		d.log.Error("cannot replicate this database; writes go on unreplicated", "err", err)
+		d.mu.Lock()
+		d.broken = true
+		d.mu.Unlock()
+	}
+}
+
 // checkpoint is called when a connection released the checkpoint lock.
 func checkpoint(id int64) {
 	if d := lookup(id); d != nil {
@@ -519,6 +568,17 @@ func closeConn(id int64) {
 	delete(byID, id)
 	delete(byPath, d.path)
 	dbMu.Unlock()
+	d.mu.Lock()
+	follower := d.w == nil && !d.starting && d.wal
+	d.mu.Unlock()
+	if follower {
+		// Another process replicated this database, or it never entered
+		// WAL mode. If nobody replicates it now, this process captures
+		// and ships its last commits before it lets go.
+		if err := d.start(); err != nil && !errors.Is(err, replicate.ErrOwned) {
+			d.log.Error("cannot ship the last commits", "err", err)
+		}
+	}
 	close(d.stop)
 	// A start in progress finishes first (its watcher is then stopped
 	// like any other); none begins after this.

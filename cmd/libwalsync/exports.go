@@ -124,3 +124,10 @@ func walsync_watch_poll(handle C.longlong, timeoutMs C.int) *C.char {
 func walsync_watch_stop(handle C.longlong) *C.char {
 	return export(func(s *sink) (any, error) { return watchStop(s, int64(handle)) })
 }
+
+//export walsync_vfs_register
+func walsync_vfs_register(config, options *C.char) *C.char {
+	return export(func(s *sink) (any, error) {
+		return vfsRegister(s, optArg(config), optArg(options))
+	})
+}

@@ -76,6 +76,13 @@
 //	    shutdown_timeout) and releases the handle. RESULT: {"stats": STATS}
 //	    or the error the watcher ended with. STATS: {"frames_captured",
 //	    "objects_uploaded", "bytes_uploaded", "upload_errors"}
+//	char* walsync_vfs_register(const char* config, const char* options);
+//	    registers the walsync SQLite VFS into the library's SQLite (the
+//	    host's, in a -tags libsqlite3 build), with config's bucket,
+//	    endpoint and region as defaults for databases whose URI names none
+//	    ("bucket" may be empty here). options: {"sync": bool,
+//	    "sync_interval", "sync_timeout", "close_timeout": seconds}.
+//	    RESULT: {"vfs": "walsync", "base": "unix", "sqlite": MODE}
 //	void walsync_free(char* p);
 //
 // Calls block the calling thread (a Python caller releases the GIL) and
@@ -94,6 +101,11 @@
 // (two copies of SQLite in one process do not see each other's POSIX
 // locks). The host's SQLite settings are then left alone.
 package main
+
+// The walsync VFS (vfs/) is part of the library: its C shim and the
+// loadable-extension entry point sqlite3_walsync_init, so that the same
+// file serves `.load libwalsync` in the sqlite3 shell.
+import _ "github.com/walsync/walsync/vfs"
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
