@@ -120,7 +120,7 @@ func (d *DB) open(ctx context.Context) error {
 	}
 	if d.owner, err = d.spool.lockOwner(d.w.ownerKind()); err != nil {
 		d.closeFiles()
-		return fmt.Errorf("database %s: %w", d.Path, err)
+		return err
 	}
 	d.spool.removeTemp()
 	for i := range d.pins {

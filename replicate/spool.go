@@ -302,7 +302,7 @@ func syncDir(dir string) error {
 
 // ErrOwned means another process replicates the database: it holds the
 // spool's owner lock. The error names it.
-var ErrOwned = errors.New("already replicated by another process")
+var ErrOwned = errors.New("already replicated")
 
 // ownerFileName is the spool's owner lock: whoever follows the database
 // (`walsync watch` or the VFS in an application) holds an exclusive flock
@@ -327,7 +327,7 @@ func (s *spool) lockOwner(kind string) (*os.File, error) {
 			if who == "" {
 				who = "another process"
 			}
-			return nil, fmt.Errorf("%w: %s (lock %s)", ErrOwned, who, p)
+			return nil, fmt.Errorf("%w by %s: one process ships a database (lock %s)", ErrOwned, who, p)
 		}
 		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
