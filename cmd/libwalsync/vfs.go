@@ -3,6 +3,7 @@ package main
 import (
 	"time"
 
+	"github.com/walsync/walsync/backend"
 	"github.com/walsync/walsync/vfs"
 )
 
@@ -45,6 +46,11 @@ func vfsRegister(s *sink, cfgJSON, options string) (any, error) {
 	}
 	if cfg.Env != nil {
 		syncEnv(*cfg.Env)
+	}
+	if cfg.Bucket != "" {
+		if _, err := backend.Parse(cfg.Bucket); err != nil {
+			return nil, configErrorf("%v", err)
+		}
 	}
 	var o vfsOptions
 	if options != "" {

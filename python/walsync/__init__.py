@@ -13,16 +13,19 @@ library; it is the same code the ``walsync`` command runs::
     with ws.watch(["/path/to/app.db"]):
         ...
 
+    walsync.register("s3://my-bucket")      # the VFS, for Python's sqlite3
+    con = sqlite3.connect("file:app.db?vfs=walsync", uri=True)
+
 Errors are ``WalSyncError`` and its subclasses. Log records of the library
 go to the ``logging`` logger ``walsync``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, NoReturn
+from typing import Any, Dict
 
 from . import _native
-from ._client import Database, RestoreResult, SeparateSQLiteWarning, Snapshot, WalSync, Watch, WatchStats
+from ._client import Database, RestoreResult, SeparateSQLiteWarning, Snapshot, WalSync, Watch, WatchStats, register
 from ._errors import (
     ChecksumMismatch,
     ConfigError,
@@ -64,12 +67,3 @@ def build_info() -> Dict[str, Any]:
     ``restore(point_in_time=...)`` is supported), ``library`` (its path).
     """
     return _native.build_info()
-
-
-def register(*args: Any, **kwargs: Any) -> NoReturn:
-    """Register the ``walsync`` SQLite VFS with Python's sqlite3 module.
-
-    Not available yet: the VFS is a separate piece of work. Always raises
-    ``WalSyncError``; use ``WalSync.watch`` to replicate meanwhile.
-    """
-    raise WalSyncError("the walsync VFS is not available in this build yet")

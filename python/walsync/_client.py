@@ -532,3 +532,61 @@ class Watch:
                 raise
             # The block's own exception goes on; this one is logged.
             _native.logger.error("stopping the watcher after an exception: %s", err)
+
+
+def register(
+    bucket: Optional[str] = None,
+    *,
+    endpoint: Optional[str] = None,
+    region: Optional[str] = None,
+    sync: bool = False,
+    sync_interval: Optional[float] = None,
+    sync_timeout: Optional[float] = None,
+    close_timeout: Optional[float] = None,
+) -> None:
+    """Make the ``walsync`` SQLite VFS available to Python's ``sqlite3``.
+
+    Afterwards ``sqlite3.connect("file:app.db?vfs=walsync", uri=True)``
+    replicates ``app.db`` while connections to it are open, into the bucket
+    given here (or the URI's ``walsync_bucket``, or ``WALSYNC_BUCKET``); the
+    URI may also carry ``walsync_endpoint``, ``walsync_sync=1`` and
+    ``walsync_name``. The database must be in WAL mode
+    (``PRAGMA journal_mode=WAL``); it replicates from its first commit in
+    WAL mode on. ``sync=True`` makes every commit wait until it is durable
+    in the bucket (at most ``sync_timeout`` seconds, default 30);
+    otherwise commits within ``sync_interval`` seconds (default 1) ship
+    together. Closing the last connection ships what is pending (at most
+    ``close_timeout`` seconds, default 10).
+
+    The VFS is registered straight into the SQLite library that Python's
+    ``sqlite3`` module uses, so ``enable_load_extension`` is not needed.
+    That requires walsync's library to be linked with that same shared
+    libsqlite3 (``build_info()["sqlite_shared"]``); when it is not, there
+    is no way to add a VFS to Python's SQLite from walsync and
+    ``WalSyncError`` says so. Calling ``register`` again changes the
+    defaults for databases opened afterwards.
+    """
+    info = _native.build_info()
+    if not info.get("sqlite_shared", False):
+        raise WalSyncError(
+            "walsync.register: this walsync library carries its own SQLite "
+            f"({info.get('sqlite')}, {info.get('sqlite_version')}), not the shared libsqlite3 Python's "
+            "sqlite3 module uses, so the VFS cannot be added to Python's SQLite (loading it as an "
+            "extension needs the same shared library too). Reinstall walsync with WALSYNC_SQLITE=system "
+            "on an interpreter whose sqlite3 module links a shared libsqlite3 (Linux distributions' "
+            "and pyenv's do)"
+        )
+    env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k.startswith("WALSYNC_")}
+    if "HOME" in os.environ:
+        env["HOME"] = os.environ["HOME"]
+    cfg: Dict[str, Any] = {"bucket": "" if bucket is None else _text(bucket, "bucket"), "env": env}
+    if endpoint is not None:
+        cfg["endpoint"] = _text(endpoint, "endpoint")
+    if region is not None:
+        cfg["region"] = _text(region, "region")
+    opts: Dict[str, Any] = {"sync": bool(sync)}
+    for key, value in (("sync_interval", sync_interval), ("sync_timeout", sync_timeout),
+                       ("close_timeout", close_timeout)):
+        if value is not None:
+            opts[key] = _seconds(value, key)
+    _native.call("walsync_vfs_register", json.dumps(cfg).encode("utf-8"), json.dumps(opts).encode("utf-8"))
