@@ -509,7 +509,9 @@ func (d *DB) sync(ctx context.Context) error {
 	wait := d.w.SyncInterval - d.now().Sub(d.lastCapture)
 	pending := h.MaxFrame != d.st.Pos.Frame || h.Salt1 != d.st.Pos.Salt1
 	held := pending && (d.atZero || (h.NBackfill >= d.pinnedAt && h.MaxFrame > d.pinnedAt))
-	if wait <= 0 || held || d.w.stopping.Load() {
+	// A process waiting for its commit to be durable asked for it.
+	flush := pending && wait > 0 && !held && d.spool.flushRequested(d.lastCapture)
+	if wait <= 0 || held || flush || d.w.stopping.Load() {
 		if n, err = d.capture(); errors.Is(err, errDiscontinuity) {
 			return d.newGeneration(ctx, err.Error())
 		} else if err != nil {

@@ -1,6 +1,7 @@
 package replicate
 
 import (
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -351,4 +352,76 @@ func OwnedElsewhere(dbPath string) bool {
 	}
 	syscall.Flock(int(f.Fd()), syscall.LOCK_UN) //nolint:errcheck // closing unlocks too
 	return false
+}
+
+// WaitDurable returns once the commit that ended at WAL frame frame of the
+// WAL with salt-1 salt1 is durable in the bucket, whichever process
+// replicates the database at dbPath: its spool's state.json records a
+// position at or past the commit, and every spooled object up to that
+// position is uploaded (deleted from the spool). A commit in an earlier
+// WAL than the recorded position's was captured before that WAL was
+// restarted (the replicating process's pin guarantees it). It polls the
+// local spool: no storage request.
+func WaitDurable(ctx context.Context, dbPath string, salt1, frame uint32) error {
+	s := &spool{dir: spoolDir(dbPath)}
+	for delay := time.Millisecond; ; delay = min(2*delay, 20*time.Millisecond) {
+		if st, err := s.loadState(); err == nil && st != nil && covers(dbPath, st.Pos, salt1, frame) {
+			target := entryName(st.NextSeq, false)
+			if entries, err := s.entries(); err == nil && (len(entries) == 0 || entries[0].Name >= target) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("database %s: waiting for WAL frame %d to reach the bucket: %w", dbPath, frame, ctx.Err())
+		case <-time.After(delay):
+		}
+	}
+}
+
+// covers reports whether the captured position pos includes the commit at
+// (salt1, frame).
+func covers(dbPath string, pos position, salt1, frame uint32) bool {
+	if !pos.HeaderKnown {
+		return false
+	}
+	if pos.Salt1 == salt1 {
+		return pos.Frame >= frame
+	}
+	// Another WAL: the position is past the commit only if it is in the
+	// WAL there is now (restarted after the commit), not in an older one.
+	f, err := os.Open(dbPath + "-wal") // no locks on the WAL file: closing it is harmless
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	wh, err := wal.ReadHeader(f)
+	return err == nil && wh.Salt1 == pos.Salt1 && wh.Salt1 != salt1
+}
+
+// flushFileName is touched by a process that waits for its commit to be
+// durable (the VFS with walsync_sync=1 in a process that does not
+// replicate the database): the replicating process then captures at once
+// instead of batching (DB.sync).
+const flushFileName = "flush"
+
+// RequestFlush asks the process that replicates the database at dbPath to
+// capture its next commits without waiting for the sync interval. Call it
+// before the commit writes its frames: the WAL's change then finds the
+// request.
+func RequestFlush(dbPath string) error {
+	p := filepath.Join(spoolDir(dbPath), flushFileName)
+	now := time.Now()
+	if err := os.Chtimes(p, now, now); errors.Is(err, fs.ErrNotExist) {
+		return os.WriteFile(p, nil, 0o644)
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// flushRequested reports whether a flush was requested since t.
+func (s *spool) flushRequested(t time.Time) bool {
+	fi, err := os.Stat(filepath.Join(s.dir, flushFileName))
+	return err == nil && !fi.ModTime().Before(t)
 }

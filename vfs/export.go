@@ -33,9 +33,9 @@ func walsyncGoOpen(zName *C.char, walMode C.int) (id C.longlong) {
 }
 
 //export walsyncGoCommit
-func walsyncGoCommit(id C.longlong) C.int {
+func walsyncGoCommit(id C.longlong, mxFrame, salt1 C.uint) C.int {
 	defer recoverInto("commit")
-	commit(int64(id))
+	commit(int64(id), uint32(mxFrame), uint32(salt1))
 	return 0
 }
 

@@ -2,6 +2,7 @@ package vfs_test
 
 import (
 	"bufio"
+	"context"
 	"database/sql"
 	"fmt"
 	"os"
@@ -11,9 +12,10 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
+	"github.com/walsync/walsync/backend"
 	"github.com/walsync/walsync/internal/testenv"
+	"github.com/walsync/walsync/restore"
 )
 
 // The test binary doubles as the application process of the tests below:
@@ -57,6 +59,15 @@ func writer(id string) int {
 			fmt.Fprintln(os.Stderr, "writer:", err)
 			return 1
 		}
+		if b := os.Getenv("WALSYNC_TEST_CHECK_BUCKET"); b != "" {
+			// walsync_sync=1: the commit that returned must be in a
+			// restore made now.
+			n, err := restoredRows(bucket{url: b, endpoint: os.Getenv("WALSYNC_TEST_CHECK_ENDPOINT")}, batch)
+			if err != nil || n != 5*(i+1) {
+				fmt.Fprintf(os.Stderr, "writer: after commit %d returned, the restore has %d rows of batch %d (%v), want %d\n", i+1, n, batch, err, 5*(i+1))
+				return 1
+			}
+		}
 		fmt.Fprintf(out, "committed %d\n", i+1)
 		out.Flush()
 	}
@@ -67,12 +78,40 @@ func writer(id string) int {
 	return 0
 }
 
-// startWriter runs the test binary as a writer process.
-func startWriter(t *testing.T, dsn string, id, txns int) (*exec.Cmd, *bufio.Scanner) {
+// restoredRows restores the latest state of "app" from b into a
+// temporary file and counts the rows of batch.
+func restoredRows(b bucket, batch int) (int, error) {
+	ctx := context.Background()
+	st, err := backend.Open(ctx, b.url, backend.Options{Endpoint: b.endpoint})
+	if err != nil {
+		return 0, err
+	}
+	dir, err := os.MkdirTemp("", "walsync-check-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	out := filepath.Join(dir, "r.db")
+	if _, err := (&restore.Restorer{Storage: st}).Restore(ctx, "app", out, restore.Options{}); err != nil {
+		return 0, err
+	}
+	db, err := sql.Open("sqlite3", "file:"+out+"?mode=ro")
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var n int
+	err = db.QueryRow("SELECT count(*) FROM t WHERE batch = ?", batch).Scan(&n)
+	return n, err
+}
+
+// startWriter runs the test binary as a writer process; extra are more
+// environment variables.
+func startWriter(t *testing.T, dsn string, id, txns int, extra ...string) (*exec.Cmd, *bufio.Scanner) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "WALSYNC_TEST_WRITER="+strconv.Itoa(id),
-		"WALSYNC_TEST_TXNS="+strconv.Itoa(txns), "WALSYNC_TEST_DSN="+dsn)
+	cmd.Env = append(append(os.Environ(), "WALSYNC_TEST_WRITER="+strconv.Itoa(id),
+		"WALSYNC_TEST_TXNS="+strconv.Itoa(txns), "WALSYNC_TEST_DSN="+dsn), extra...)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -209,5 +248,33 @@ func TestSpillAndRollback(t *testing.T) {
 	if n != 3200 {
 		t.Fatalf("rows restored: got=%d, want 3200 (the rolled-back rows must not be there)", n)
 	}
-	_ = time.Second
+}
+
+// walsync_sync=1 in a process that does not replicate the database (this
+// test process does): each commit returns only once the replicating
+// process has shipped it. The writer checks with a restore after every
+// commit.
+func TestSyncCommitInAnotherProcess(t *testing.T) {
+	eachBucket(t, func(t *testing.T, b bucket) {
+		src := filepath.Join(t.TempDir(), "app.db")
+		prepare(t, src)
+		owner := openVFS(t, b, src)
+		exec1(t, owner, "INSERT INTO t (batch, v) VALUES (0, 'owner')")
+		exec1(t, owner, "UPDATE counter SET n = n + 1")
+		cmd, out := startWriter(t, b.dsn(src, "walsync_sync=1"), 5, 15,
+			"WALSYNC_TEST_CHECK_BUCKET="+b.url, "WALSYNC_TEST_CHECK_ENDPOINT="+b.endpoint)
+		lines := 0
+		for out.Scan() {
+			lines++
+		}
+		if err := cmd.Wait(); err != nil || lines != 15 {
+			t.Fatalf("sync writer in a second process: %v after %d commits", err, lines)
+		}
+		if err := owner.Close(); err != nil {
+			t.Fatal(err)
+		}
+		want := checkpointedBytes(t, src)
+		got, _ := restoreBytes(t, b, "app")
+		mustEqual(t, got, want)
+	})
 }

@@ -154,8 +154,11 @@ static void ws_header(WsFile *w, unsigned int *mxFrame, unsigned int *salt1) {
 	*mxFrame = 0;
 	*salt1 = 0;
 	if (w->shm0) {
+		/* mxFrame in native order; the salts are the WAL header's bytes,
+		** which are big-endian (as the WAL file and replicate/ read them). */
+		const volatile unsigned char *s = w->shm0 + WS_HDR_SALT1;
 		memcpy(mxFrame, (const void *)(w->shm0 + WS_HDR_MXFRAME), 4);
-		memcpy(salt1, (const void *)(w->shm0 + WS_HDR_SALT1), 4);
+		*salt1 = ((unsigned int)s[0] << 24) | ((unsigned int)s[1] << 16) | ((unsigned int)s[2] << 8) | s[3];
 	}
 }
 
@@ -176,7 +179,7 @@ static int wsShmLock(sqlite3_file *f, int offset, int n, int flags) {
 			w->writeLocked = 0;
 		}
 		int rc = r->pMethods->xShmLock(r, offset, n, flags);
-		if (changed) walsyncGoCommit(w->id);
+		if (changed) walsyncGoCommit(w->id, mx, salt);
 		else if (ckpt) walsyncGoCheckpoint(w->id);
 		return rc;
 	}

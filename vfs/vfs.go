@@ -434,8 +434,8 @@ func lookup(id int64) *database {
 }
 
 // commit is called after a transaction committed and the WAL write lock
-// was released.
-func commit(id int64) {
+// was released; mxFrame and salt1 are the wal-index header's after it.
+func commit(id int64, mxFrame, salt1 uint32) {
 	d := lookup(id)
 	if d == nil {
 		return
@@ -443,61 +443,59 @@ func commit(id int64) {
 	d.mu.Lock()
 	w := d.w
 	d.wal = true
+	busy := d.starting || d.waiting
 	d.mu.Unlock()
-	if w == nil {
+	if w == nil && !busy {
 		// The database entered WAL mode after it was opened: start now,
 		// in the background (the first capture starts a generation with
 		// a snapshot that holds this commit). A database another process
 		// replicates has its retry loop already.
-		d.mu.Lock()
-		busy := d.starting || d.waiting
-		d.mu.Unlock()
-		if !busy {
-			go func() {
-				if err := d.start(); err != nil && !errors.Is(err, replicate.ErrOwned) {
-					d.log.Error("cannot replicate this database", "err", err)
-				}
-			}()
-		}
-		if !d.cfg.sync {
-			return
-		}
-		if w = d.waitStarted(); w == nil {
-			return
-		}
+		go func() {
+			if err := d.start(); err != nil && !errors.Is(err, replicate.ErrOwned) {
+				d.log.Error("cannot replicate this database", "err", err)
+			}
+		}()
 	}
 	if !d.cfg.sync {
-		w.Kick(d.path)
+		if w != nil {
+			w.Kick(d.path)
+		}
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), orDefault(d.cfg.opts.SyncTimeout, 30*time.Second))
 	defer cancel()
-	if err := w.Durable(ctx, d.path); err != nil {
+	var err error
+	if w == nil {
+		w = d.waitStarted(ctx)
+	}
+	if w != nil {
+		err = w.Durable(ctx, d.path)
+	} else {
+		// Another process replicates the database: wait until it has
+		// captured this commit and uploaded it.
+		err = replicate.WaitDurable(ctx, d.path, salt1, mxFrame)
+	}
+	if err != nil {
 		d.log.Error("walsync_sync=1: a commit returned before it was durable in the bucket", "err", err)
 	}
 }
 
-// waitStarted waits (bounded by the sync timeout) for the watcher of a
-// database that is starting; nil when it does not start.
-func (d *database) waitStarted() *replicate.Watcher {
-	deadline := time.Now().Add(orDefault(d.cfg.opts.SyncTimeout, 30*time.Second))
+// waitStarted waits for the watcher of a database that is starting in
+// this process; nil when it is not (another process replicates it).
+func (d *database) waitStarted(ctx context.Context) *replicate.Watcher {
 	for {
 		d.mu.Lock()
-		w, busy := d.w, d.starting || d.waiting
+		w, starting := d.w, d.starting
 		d.mu.Unlock()
-		if w != nil {
+		if w != nil || !starting {
 			return w
 		}
-		if !busy && time.Now().After(deadline.Add(-orDefault(d.cfg.opts.SyncTimeout, 30*time.Second)+time.Second)) {
-			break // not starting (a second after the commit): it failed
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Millisecond):
 		}
-		if time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
-	d.log.Error("walsync_sync=1: a commit returned before it was durable in the bucket: replication is not running")
-	return nil
 }
 
 // acquire is called before a connection takes the WAL write lock. The
@@ -518,6 +516,10 @@ func acquire(id int64) {
 	d.mu.Unlock()
 	if mine || broken {
 		return
+	}
+	if d.cfg.sync {
+		// The replicating process (if any) captures this commit at once.
+		replicate.RequestFlush(d.path) //nolint:errcheck // without it the commit waits the sync interval
 	}
 	for {
 		d.mu.Lock()
