@@ -256,8 +256,10 @@ type database struct {
 	id   int64
 	path string
 	cfg  config
-	log  *slog.Logger
-	refs int
+	log  *slog.Logger // with the database's name
+	// baseLog is the watcher's (which adds the name itself).
+	baseLog *slog.Logger
+	refs    int
 
 	mu       sync.Mutex // guards the fields below
 	w        *replicate.Watcher
@@ -294,7 +296,8 @@ func open(path string, zName *C.char, walMode bool) (int64, error) {
 	}
 	nextID++
 	d := &database{id: nextID, path: path, cfg: cfg, refs: 1, stop: make(chan struct{}), wal: walMode}
-	d.log = cfg.logger().With("db", cfg.name)
+	d.baseLog = cfg.logger()
+	d.log = d.baseLog.With("db", cfg.name)
 	if walMode {
 		// Start now, before the application can commit: the position
 		// is proven (or a generation started) before the open returns.
@@ -347,7 +350,7 @@ func (d *database) run() error {
 	ready := make(chan struct{})
 	w := &replicate.Watcher{
 		Storage:          st,
-		Logger:           d.log,
+		Logger:           d.baseLog,
 		SnapshotInterval: snapInterval,
 		SyncInterval:     syncInterval,
 		ShutdownTimeout:  orDefault(d.cfg.opts.CloseTimeout, 10*time.Second),
