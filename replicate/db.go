@@ -87,6 +87,10 @@ type DB struct {
 	upMu     sync.Mutex
 	uploaded chan struct{}
 
+	tmu      sync.Mutex   // guards timer
+	timer    *time.Timer  // the deferred sync (syncAfter)
+	timerDue atomic.Int64 // when it fires (unix ns); 0: none pending
+
 	lastActivity time.Time     // the WAL's size or time last changed
 	recheck      time.Duration // delay of the next look after activity
 	walSize      int64
@@ -564,6 +568,15 @@ func (d *DB) sync(ctx context.Context) error {
 // under the old pin's protection, then the old pin lets go.
 func (d *DB) cycle() error {
 	next := d.pins[1-d.cur]
+	// The new pin's read mark is at least the WAL's end before it begins
+	// and at most its end after: writers commit meanwhile. pinnedAt must
+	// not be above the mark, or a checkpoint stopped at the mark would
+	// never look caught up (sync's "held") and the WAL would grow until the
+	// next batch.
+	before, err := d.readIndex()
+	if err != nil {
+		return err
+	}
 	if err := next.begin(); err != nil {
 		return err
 	}
@@ -581,7 +594,10 @@ func (d *DB) cycle() error {
 		return err
 	}
 	d.cur = 1 - d.cur
-	d.atZero, d.pinnedAt = atZero, h.MaxFrame
+	d.atZero, d.pinnedAt = atZero, before.MaxFrame
+	if before.Salt1 != h.Salt1 {
+		d.pinnedAt = 0 // restarted in between: the mark is in the new WAL
+	}
 	return nil
 }
 

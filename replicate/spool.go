@@ -405,12 +405,18 @@ func covers(dbPath string, pos position, salt1, frame uint32) bool {
 // instead of batching (DB.sync).
 const flushFileName = "flush"
 
-// RequestFlush asks the process that replicates the database at dbPath to
-// capture its next commits without waiting for the sync interval. Call it
-// before the commit writes its frames: the WAL's change then finds the
-// request.
-func RequestFlush(dbPath string) error {
-	p := filepath.Join(spoolDir(dbPath), flushFileName)
+// changedFileName is touched by a process that committed to a database
+// another process replicates with Watcher.SpoolNotify (Nudge).
+const changedFileName = "changed"
+
+// Nudge tells the process that replicates the database at dbPath (with
+// Watcher.SpoolNotify) that a transaction committed: it captures within its
+// sync interval, as for its own commits.
+func Nudge(dbPath string) error {
+	return touch(filepath.Join(spoolDir(dbPath), changedFileName))
+}
+
+func touch(p string) error {
 	now := time.Now()
 	if err := os.Chtimes(p, now, now); errors.Is(err, fs.ErrNotExist) {
 		return os.WriteFile(p, nil, 0o644)
@@ -418,6 +424,14 @@ func RequestFlush(dbPath string) error {
 		return err
 	}
 	return nil
+}
+
+// RequestFlush asks the process that replicates the database at dbPath to
+// capture its next commits without waiting for the sync interval. Call it
+// before the commit writes its frames: the WAL's change then finds the
+// request.
+func RequestFlush(dbPath string) error {
+	return touch(filepath.Join(spoolDir(dbPath), flushFileName))
 }
 
 // flushRequested reports whether a flush was requested since t.

@@ -60,6 +60,13 @@ type Watcher struct {
 	// error another process gets when it tries to replicate the same
 	// database ("" means "walsync watch").
 	Owner string
+	// SpoolNotify: file notifications come from each database's spool
+	// directory (its "changed" and "flush" requests, see Nudge and
+	// RequestFlush) instead of the database's directory, where every WAL
+	// write raises one. For a watcher inside the application (the VFS),
+	// which hears of its own commits through Kick: other processes nudge
+	// it. The poller still catches writers that do neither.
+	SpoolNotify bool
 	// OnReady, when set, is called once every database is open (its
 	// position proven or a new generation started) and the watcher
 	// follows them.
@@ -155,6 +162,8 @@ func (w *Watcher) Add(path, name string) error {
 	w.dbs = append(w.dbs, d)
 	w.byFile[abs] = d
 	w.byFile[abs+"-wal"] = d
+	w.byFile[filepath.Join(spoolDir(abs), changedFileName)] = d
+	w.byFile[filepath.Join(spoolDir(abs), flushFileName)] = d
 	return nil
 }
 
@@ -376,6 +385,9 @@ func (w *Watcher) startNotify() (*fsnotify.Watcher, error) {
 	dirs := map[string]bool{}
 	for _, d := range w.dbs {
 		dir := filepath.Dir(d.Path)
+		if w.SpoolNotify {
+			dir = d.spool.dir
+		}
 		if dirs[dir] {
 			continue
 		}
@@ -399,13 +411,27 @@ func (w *Watcher) enqueueSync(d *DB) {
 	w.syncQ <- d
 }
 
-// syncAfter queues a sync of d after delay.
+// syncAfter queues a sync of d after delay. Each database has one timer,
+// set to the earliest time asked for: a burst of commits asks for many
+// deferred syncs and gets one.
 func (w *Watcher) syncAfter(d *DB, delay time.Duration) {
-	time.AfterFunc(delay, func() {
-		if !w.stopping.Load() {
-			w.enqueueSync(d)
-		}
-	})
+	due := time.Now().Add(delay).UnixNano()
+	d.tmu.Lock()
+	defer d.tmu.Unlock()
+	if cur := d.timerDue.Load(); cur != 0 && cur <= due {
+		return
+	}
+	d.timerDue.Store(due)
+	if d.timer == nil {
+		d.timer = time.AfterFunc(delay, func() {
+			d.timerDue.Store(0)
+			if !w.stopping.Load() {
+				w.enqueueSync(d)
+			}
+		})
+		return
+	}
+	d.timer.Reset(delay)
 }
 
 func (w *Watcher) syncWorker(ctx context.Context) {
@@ -517,11 +543,71 @@ func (w *Watcher) uploadAll(ctx context.Context, d *DB) error {
 }
 
 // Kick tells the watcher that the database at path (as given to Add)
-// changed: it looks at once, without waiting for a file notification. It
+// changed: it looks at once, without waiting for a file notification,
+// unless a look is already due (a burst of commits being batched). It
 // never blocks; before the watcher is ready it does nothing.
 func (w *Watcher) Kick(path string) {
+	if d := w.byFile[path]; d != nil && w.ready.Load() && !w.stopping.Load() && d.timerDue.Load() == 0 {
+		w.enqueueSync(d)
+	}
+}
+
+// KickNow is Kick even when a look is due: a checkpoint may be waiting
+// for the pin to move.
+func (w *Watcher) KickNow(path string) {
 	if d := w.byFile[path]; d != nil && w.ready.Load() && !w.stopping.Load() {
 		w.enqueueSync(d)
+	}
+}
+
+// CatchUp captures everything committed to the database at path and moves
+// the pin to the WAL's end, now, in the caller's goroutine: a checkpoint
+// that follows can then copy every frame.
+func (w *Watcher) CatchUp(path string) {
+	d := w.byFile[path]
+	if d == nil || !w.ready.Load() || w.stopping.Load() {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.opened || d.failed != nil {
+		return
+	}
+	if err := d.cycle(); errors.Is(err, errDiscontinuity) {
+		if err := d.newGeneration(context.Background(), err.Error()); err != nil {
+			d.log.Error("new generation failed", "err", err)
+		}
+	} else if err != nil {
+		d.log.Error("capture failed", "err", err)
+	}
+	d.lastCapture = d.now()
+}
+
+// Unpin moves the pin of the database at path to read mark 0 when the WAL
+// is fully checkpointed (everything in it is then captured: a checkpoint
+// never goes past the pin, and the pin never past what is captured), so
+// that the next writer may restart the WAL. It returns at once when the
+// WAL is not fully checkpointed or the pin is at mark 0 already.
+func (w *Watcher) Unpin(path string) {
+	d := w.byFile[path]
+	if d == nil || !w.ready.Load() || w.stopping.Load() {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.opened || d.failed != nil || d.atZero {
+		return
+	}
+	h, err := d.readIndex()
+	if err != nil || h.NBackfill != h.MaxFrame {
+		return
+	}
+	if err := d.cycle(); errors.Is(err, errDiscontinuity) {
+		if err := d.newGeneration(context.Background(), err.Error()); err != nil {
+			d.log.Error("new generation failed", "err", err)
+		}
+	} else if err != nil {
+		d.log.Error("moving the pin failed", "err", err)
 	}
 }
 

@@ -52,7 +52,7 @@ func walsyncGoClose(id C.longlong) {
 }
 
 //export walsyncGoAcquire
-func walsyncGoAcquire(id C.longlong) {
+func walsyncGoAcquire(id C.longlong, mxFrame, nBackfill C.uint) {
 	defer recoverInto("write lock")
-	acquire(int64(id))
+	acquire(int64(id), uint32(mxFrame), uint32(nBackfill))
 }

@@ -44,6 +44,8 @@
 /* wal-index header fields (src/wal.c, WalIndexHdr): native byte order. */
 #define WS_HDR_MXFRAME 16
 #define WS_HDR_SALT1 32
+/* WalCkptInfo follows the two header copies: nBackfill first. */
+#define WS_CKPT_NBACKFILL 96
 #define WS_WAL_WRITE_LOCK 0
 #define WS_WAL_CKPT_LOCK 1
 
@@ -186,8 +188,13 @@ static int wsShmLock(sqlite3_file *f, int offset, int n, int flags) {
 	if (offset <= WS_WAL_WRITE_LOCK && WS_WAL_WRITE_LOCK < offset + n) {
 		/* Before a writer (or a checkpoint that may restart the WAL) goes
 		** on: if no process replicates the database now, this one takes
-		** over first, so no frame is written over uncaptured ones. */
-		walsyncGoAcquire(w->id);
+		** over first, so no frame is written over uncaptured ones; and
+		** when the WAL is fully checkpointed, walsync's pin lets go of it
+		** so that this writer can restart it (as without walsync). */
+		unsigned int mx = 0, salt = 0, backfill = 0;
+		ws_header(w, &mx, &salt);
+		if (w->shm0) memcpy(&backfill, (const void *)(w->shm0 + WS_CKPT_NBACKFILL), 4);
+		walsyncGoAcquire(w->id, mx, backfill);
 	}
 	int rc = r->pMethods->xShmLock(r, offset, n, flags);
 	if (rc == SQLITE_OK && offset <= WS_WAL_WRITE_LOCK && WS_WAL_WRITE_LOCK < offset + n) {

@@ -58,6 +58,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -267,10 +268,11 @@ type database struct {
 	done     chan struct{}
 	runErr   error
 	starting bool
-	waiting  bool // another process replicates it; retrying
-	closed   bool // the last connection closed
-	wal      bool // seen in WAL mode
-	broken   bool // cannot be replicated (logged); writes are not held up
+	waiting  bool         // another process replicates it; retrying
+	closed   bool         // the last connection closed
+	wal      bool         // seen in WAL mode
+	broken   bool         // cannot be replicated (logged); writes are not held up
+	nudged   atomic.Int64 // when this process last nudged the replicating one (unix ns)
 	stop     chan struct{}
 }
 
@@ -355,6 +357,7 @@ func (d *database) run() error {
 		SyncInterval:     syncInterval,
 		ShutdownTimeout:  orDefault(d.cfg.opts.CloseTimeout, 10*time.Second),
 		Owner:            "the walsync VFS in " + processName(),
+		SpoolNotify:      true, // its own commits come through Kick
 		OnReady:          func() { close(ready) },
 	}
 	if err := w.Add(d.path, d.cfg.name); err != nil {
@@ -436,6 +439,10 @@ func lookup(id int64) *database {
 	return byID[id]
 }
 
+// autoCheckpointFrames is SQLite's default wal_autocheckpoint: past it,
+// each commit is followed by a checkpoint.
+const autoCheckpointFrames = 1000
+
 // commit is called after a transaction committed and the WAL write lock
 // was released; mxFrame and salt1 are the wal-index header's after it.
 func commit(id int64, mxFrame, salt1 uint32) {
@@ -459,9 +466,20 @@ func commit(id int64, mxFrame, salt1 uint32) {
 			}
 		}()
 	}
+	if w != nil && mxFrame >= autoCheckpointFrames {
+		// SQLite's auto-checkpoint runs right after this returns: with
+		// everything captured and the pin at the WAL's end it can copy
+		// every frame, and the next writer (acquire) can restart the WAL.
+		w.CatchUp(d.path)
+	}
 	if !d.cfg.sync {
 		if w != nil {
 			w.Kick(d.path)
+		} else if now := time.Now().UnixNano(); now-d.nudged.Load() > int64(100*time.Millisecond) {
+			// Another process replicates the database: tell it (at most
+			// ten times a second; it batches anyway).
+			d.nudged.Store(now)
+			replicate.Nudge(d.path) //nolint:errcheck // its poller finds the commit later
 		}
 		return
 	}
@@ -509,15 +527,27 @@ func (d *database) waitStarted(ctx context.Context) *replicate.Watcher {
 // the first writer to find the database unreplicated takes over, before
 // it writes: its watcher proves the position and captures what is in the
 // WAL (under its own write lock, which is free at this point).
-func acquire(id int64) {
+//
+// In the replicating process, when the WAL is fully checkpointed (as the
+// shim read it: mxFrame and nBackfill), the writer is about to restart the
+// WAL, which SQLite does only when no reader uses it: the pin moves to
+// read mark 0 first (Watcher.Unpin), so the WAL stays as small as without
+// walsync instead of growing while the application writes without pause.
+func acquire(id int64, mxFrame, nBackfill uint32) {
 	d := lookup(id)
 	if d == nil {
 		return
 	}
 	d.mu.Lock()
-	mine, broken := d.w != nil, d.broken
+	w, broken := d.w, d.broken
 	d.mu.Unlock()
-	if mine || broken {
+	if w != nil {
+		if mxFrame > 0 && nBackfill == mxFrame {
+			w.Unpin(d.path)
+		}
+		return
+	}
+	if broken {
 		return
 	}
 	if d.cfg.sync {
@@ -551,7 +581,7 @@ func checkpoint(id int64) {
 		w := d.w
 		d.mu.Unlock()
 		if w != nil {
-			w.Kick(d.path)
+			w.KickNow(d.path)
 		}
 	}
 }

@@ -1,0 +1,315 @@
+// Command vfs measures the walsync VFS for docs/BENCHMARKS.md ("The VFS"),
+// against the S3 server in WALSYNC_TEST_S3_* (bench/vfs.sh starts MinIO):
+//
+//  1. insert throughput through ?vfs=walsync (async, the default) beside
+//     SQLite's default VFS, same machine, same run, rounds alternating;
+//  2. commit latency with walsync_sync=1 (p50, p99);
+//  3. commit-to-durable lag in async mode, beside `walsync watch`
+//     following a database written the same way, measured the same way:
+//     from the commit's return until the replicating process's spool has
+//     recorded it and uploaded everything (its state.json moved on and no
+//     spooled object is left).
+//
+// Every database is fresh; writes are single-row transactions with
+// synchronous=NORMAL (the usual WAL setting, and the one where any
+// per-commit overhead shows most) unless -batch says more rows.
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	s3api "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/walsync/walsync/vfs"
+)
+
+var (
+	commits = flag.Int("commits", 5000, "transactions per throughput round")
+	batch   = flag.Int("batch", 1, "rows per transaction")
+	rounds  = flag.Int("rounds", 3, "throughput rounds per VFS (alternating)")
+	syncN   = flag.Int("sync-commits", 300, "commits for the walsync_sync=1 latency")
+	lagN    = flag.Int("lag-commits", 40, "commits for each lag measurement")
+	spacing = flag.Duration("spacing", 1500*time.Millisecond, "pause between the commits of a lag measurement (a commit after a quiet spell ships at once)")
+	walsync = flag.String("walsync", "bin/walsync", "the walsync CLI, for the watch lag")
+	cpuprof = flag.String("cpuprofile", "", "write a CPU profile of the throughput rounds to this file")
+)
+
+func main() {
+	flag.Parse()
+	log.SetFlags(0)
+	ep := os.Getenv("WALSYNC_TEST_S3_ENDPOINT")
+	if ep == "" {
+		log.Fatal("run through bench/vfs.sh (it starts MinIO)")
+	}
+	os.Setenv("AWS_ACCESS_KEY_ID", os.Getenv("WALSYNC_TEST_S3_ACCESS_KEY"))
+	os.Setenv("AWS_SECRET_ACCESS_KEY", os.Getenv("WALSYNC_TEST_S3_SECRET_KEY"))
+	os.Setenv("AWS_REGION", "us-east-1")
+	bucket := "bench-vfs"
+	client := s3api.New(s3api.Options{Region: "us-east-1", BaseEndpoint: aws.String(ep), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"), "")})
+	if _, err := client.CreateBucket(context.Background(), &s3api.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil && !strings.Contains(err.Error(), "BucketAlready") {
+		log.Fatal(err)
+	}
+	if err := vfs.Register(vfs.Options{Endpoint: ep}); err != nil {
+		log.Fatal(err)
+	}
+	work, err := os.MkdirTemp("/var/tmp", "walsync-bench-vfs-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(work)
+	n := 0
+	fresh := func() string {
+		n++
+		return filepath.Join(work, fmt.Sprintf("db%d", n), "app.db")
+	}
+	s3url := func(p string) string { return fmt.Sprintf("s3://%s/run%d", bucket, n) + p }
+
+	fmt.Printf("vfs bench: %s, %d transactions of %d row(s) per round, synchronous=NORMAL, MinIO on loopback\n\n",
+		time.Now().UTC().Format(time.RFC3339), *commits, *batch)
+
+	// 1. Throughput.
+	if *cpuprof != "" {
+		f, err := os.Create(*cpuprof)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pprof.StartCPUProfile(f) //nolint:errcheck
+	}
+	var def, ws []float64
+	for r := 0; r < *rounds; r++ {
+		for _, walsyncVFS := range []bool{r%2 == 1, r%2 == 0} {
+			p := fresh()
+			params := ""
+			if walsyncVFS {
+				params = "vfs=walsync&walsync_bucket=" + url.QueryEscape(s3url(""))
+			}
+			rate := throughput(p, params)
+			if walsyncVFS {
+				ws = append(ws, rate)
+			} else {
+				def = append(def, rate)
+			}
+		}
+	}
+	if *cpuprof != "" {
+		pprof.StopCPUProfile()
+	}
+	md, mw := median(def), median(ws)
+	fmt.Printf("| insert throughput (transactions/s) | default VFS | vfs=walsync (async) | ratio |\n|---|---|---|---|\n")
+	fmt.Printf("| median of %d rounds | %.0f | %.0f | %.3f |\n", *rounds, md, mw, mw/md)
+	fmt.Printf("| rounds | %s | %s | |\n\n", rates(def), rates(ws))
+
+	// 2. Sync commit latency.
+	p := fresh()
+	lat := commitLatencies(p, "vfs=walsync&walsync_sync=1&walsync_bucket="+url.QueryEscape(s3url("")), *syncN)
+	fmt.Printf("| walsync_sync=1 commit latency, %d commits | p50 | p90 | p99 | max |\n|---|---|---|---|---|\n", *syncN)
+	fmt.Printf("| MinIO on loopback | %s | %s | %s | %s |\n\n", pct(lat, 50), pct(lat, 90), pct(lat, 99), pct(lat, 100))
+
+	// 3. Commit-to-durable lag, VFS (async) and walsync watch.
+	p = fresh()
+	vfsLag := lagVFS(p, "vfs=walsync&walsync_bucket="+url.QueryEscape(s3url("")))
+	p = fresh()
+	watchLag := lagWatch(p, s3url(""), ep)
+	fmt.Printf("| commit-to-durable lag, %d commits %v apart | p50 | p99 | max |\n|---|---|---|---|\n", *lagN, *spacing)
+	fmt.Printf("| vfs=walsync (async) | %s | %s | %s |\n", pct(vfsLag, 50), pct(vfsLag, 99), pct(vfsLag, 100))
+	fmt.Printf("| walsync watch | %s | %s | %s |\n", pct(watchLag, 50), pct(watchLag, 99), pct(watchLag, 100))
+}
+
+func open(path, params string) *sql.DB {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		log.Fatal(err)
+	}
+	dsn := "file:" + path + "?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=10000"
+	if params != "" {
+		dsn += "&" + params
+	}
+	db, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		log.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v BLOB)"); err != nil {
+		log.Fatal(err)
+	}
+	return db
+}
+
+var payload = func() []byte {
+	b := make([]byte, 200)
+	for i := range b {
+		b[i] = byte(rand.IntN(256))
+	}
+	return b
+}()
+
+func insert(db *sql.DB) {
+	tx, err := db.Begin()
+	if err != nil {
+		log.Fatal(err)
+	}
+	for i := 0; i < *batch; i++ {
+		if _, err := tx.Exec("INSERT INTO t (v) VALUES (?)", payload); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// throughput returns transactions per second; closing (which ships what
+// is pending with the VFS) is not counted.
+func throughput(path, params string) float64 {
+	db := open(path, params)
+	insert(db) // the first commit starts the replication
+	time.Sleep(500 * time.Millisecond)
+	start := time.Now()
+	for i := 0; i < *commits; i++ {
+		insert(db)
+	}
+	rate := float64(*commits) / time.Since(start).Seconds()
+	if err := db.Close(); err != nil {
+		log.Fatal(err)
+	}
+	return rate
+}
+
+func commitLatencies(path, params string, n int) []time.Duration {
+	db := open(path, params)
+	insert(db)
+	var out []time.Duration
+	for i := 0; i < n; i++ {
+		start := time.Now()
+		insert(db)
+		out = append(out, time.Since(start))
+	}
+	db.Close()
+	return out
+}
+
+// spoolState is the part of state.json the lag needs.
+type spoolState struct {
+	NextSeq uint64 `json:"next_seq"`
+}
+
+func spoolDir(db string) string {
+	return filepath.Join(filepath.Dir(db), "."+filepath.Base(db)+"-walsync")
+}
+
+// nextSeq reads the spool's next segment number.
+func nextSeq(db string) uint64 {
+	b, err := os.ReadFile(filepath.Join(spoolDir(db), "state.json"))
+	if err != nil {
+		return 0
+	}
+	var st spoolState
+	json.Unmarshal(b, &st) //nolint:errcheck
+	return st.NextSeq
+}
+
+// spoolEmpty reports whether no spooled object waits for upload.
+func spoolEmpty(db string) bool {
+	entries, err := os.ReadDir(spoolDir(db))
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".segment") || strings.HasSuffix(e.Name(), ".snapshot") {
+			return false
+		}
+	}
+	return true
+}
+
+// waitDurable waits until the spool moved past before and is empty.
+func waitDurable(db string, before uint64) time.Duration {
+	start := time.Now()
+	for time.Since(start) < 30*time.Second {
+		if nextSeq(db) > before && spoolEmpty(db) {
+			return time.Since(start)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	log.Fatalf("%s: not durable after 30 s", db)
+	return 0
+}
+
+func measureLag(db string, w *sql.DB) []time.Duration {
+	var out []time.Duration
+	for i := 0; i < *lagN; i++ {
+		time.Sleep(*spacing)
+		before := nextSeq(db)
+		insert(w)
+		out = append(out, waitDurable(db, before)) // from the commit's return
+	}
+	return out
+}
+
+func lagVFS(path, params string) []time.Duration {
+	db := open(path, params)
+	insert(db)
+	waitDurable(path, 0)
+	lag := measureLag(path, db)
+	db.Close()
+	return lag
+}
+
+func lagWatch(path, bucket, endpoint string) []time.Duration {
+	db := open(path, "")
+	insert(db)
+	cmd := exec.Command(*walsync, "watch", path, "-b", bucket, "--endpoint", endpoint)
+	cmd.Stderr = nil
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	waitDurable(path, 0)
+	lag := measureLag(path, db)
+	db.Close()
+	return lag
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func rates(v []float64) string {
+	var parts []string
+	for _, x := range v {
+		parts = append(parts, fmt.Sprintf("%.0f", x))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func pct(v []time.Duration, p int) string {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	i := (len(s)*p + 99) / 100
+	if i > 0 {
+		i--
+	}
+	return s[min(i, len(s)-1)].Round(10 * time.Microsecond).String()
+}
