@@ -56,6 +56,8 @@ type DB struct {
 	// no checkpoint copies frames past it while the pin is held.
 	pinnedAt    uint32
 	lastCapture time.Time
+	// lastCaptureNs mirrors lastCapture for Kick, which does not take mu.
+	lastCaptureNs atomic.Int64
 	dbf         *os.File
 	walf        *os.File
 	shmf        *os.File
@@ -522,7 +524,7 @@ func (d *DB) sync(ctx context.Context) error {
 			return err
 		}
 		if n > 0 {
-			d.lastCapture = d.now()
+			d.setLastCapture(d.now())
 		}
 		if h, err = d.readIndex(); err != nil {
 			return err
@@ -786,4 +788,9 @@ func fileID(f *os.File) (dev, ino uint64, err error) {
 		return 0, 0, nil
 	}
 	return uint64(st.Dev), st.Ino, nil
+}
+
+func (d *DB) setLastCapture(t time.Time) {
+	d.lastCapture = t
+	d.lastCaptureNs.Store(t.UnixNano())
 }

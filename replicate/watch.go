@@ -544,10 +544,16 @@ func (w *Watcher) uploadAll(ctx context.Context, d *DB) error {
 
 // Kick tells the watcher that the database at path (as given to Add)
 // changed: it looks at once, without waiting for a file notification,
-// unless a look is already due (a burst of commits being batched). It
-// never blocks; before the watcher is ready it does nothing.
+// unless a burst of commits is being batched (a capture within the sync
+// interval, and a look due). It never blocks; before the watcher is ready
+// it does nothing.
 func (w *Watcher) Kick(path string) {
-	if d := w.byFile[path]; d != nil && w.ready.Load() && !w.stopping.Load() && d.timerDue.Load() == 0 {
+	d := w.byFile[path]
+	if d == nil || !w.ready.Load() || w.stopping.Load() {
+		return
+	}
+	batching := time.Since(time.Unix(0, d.lastCaptureNs.Load())) < w.SyncInterval && d.timerDue.Load() != 0
+	if !batching {
 		w.enqueueSync(d)
 	}
 }
@@ -580,7 +586,7 @@ func (w *Watcher) CatchUp(path string) {
 	} else if err != nil {
 		d.log.Error("capture failed", "err", err)
 	}
-	d.lastCapture = d.now()
+	d.setLastCapture(d.now())
 }
 
 // Unpin moves the pin of the database at path to read mark 0 when the WAL
