@@ -58,15 +58,15 @@ type DB struct {
 	lastCapture time.Time
 	// lastCaptureNs mirrors lastCapture for Kick, which does not take mu.
 	lastCaptureNs atomic.Int64
-	dbf         *os.File
-	walf        *os.File
-	shmf        *os.File
-	walHdr      wal.Header // header of the WAL the position is in, when known
-	dev         uint64
-	ino         uint64
-	opened      bool
-	failed      error // set when the database cannot be replicated any more
-	pending     bool  // queued for a sync (guarded by w.qmu)
+	dbf           *os.File
+	walf          *os.File
+	shmf          *os.File
+	walHdr        wal.Header // header of the WAL the position is in, when known
+	dev           uint64
+	ino           uint64
+	opened        bool
+	failed        error // set when the database cannot be replicated any more
+	pending       bool  // queued for a sync (guarded by w.qmu)
 
 	snapshotting bool    // a periodic snapshot is running
 	jitter       float64 // in [0,1): spreads periodic snapshots
