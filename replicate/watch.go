@@ -579,13 +579,7 @@ func (w *Watcher) CatchUp(path string) {
 	if !d.opened || d.failed != nil {
 		return
 	}
-	if err := d.cycle(); errors.Is(err, errDiscontinuity) {
-		if err := d.newGeneration(context.Background(), err.Error()); err != nil {
-			d.log.Error("new generation failed", "err", err)
-		}
-	} else if err != nil {
-		d.log.Error("capture failed", "err", err)
-	}
+	d.cycleLogged()
 	d.setLastCapture(d.now())
 }
 
@@ -608,12 +602,19 @@ func (w *Watcher) Unpin(path string) {
 	if err != nil || h.NBackfill != h.MaxFrame {
 		return
 	}
+	d.cycleLogged()
+}
+
+// cycleLogged captures and moves the pin for a caller that cannot return
+// an error (a VFS hook): a discontinuity starts a new generation, any
+// failure is logged and the next sync retries. Called with d.mu held.
+func (d *DB) cycleLogged() {
 	if err := d.cycle(); errors.Is(err, errDiscontinuity) {
 		if err := d.newGeneration(context.Background(), err.Error()); err != nil {
 			d.log.Error("new generation failed", "err", err)
 		}
 	} else if err != nil {
-		d.log.Error("moving the pin failed", "err", err)
+		d.log.Error("capture failed; retrying on the next change", "err", err)
 	}
 }
 

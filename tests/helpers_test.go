@@ -18,6 +18,7 @@ import (
 
 	_ "github.com/mattn/go-sqlite3"
 
+	"github.com/walsync/walsync/internal/sqltest"
 	"github.com/walsync/walsync/internal/testenv"
 )
 
@@ -162,9 +163,7 @@ func exec1(t *testing.T, db interface {
 	Exec(string, ...any) (sql.Result, error)
 }, q string, args ...any) {
 	t.Helper()
-	if _, err := db.Exec(q, args...); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
+	sqltest.Exec(t, db, q, args...)
 }
 
 // createDB makes a database at path with the given page size and journal
@@ -186,24 +185,7 @@ func createDB(t *testing.T, path string, pageSize int, mode string, rows int) {
 // counter.n equal to count(*) so that a torn transaction is detectable.
 func insertBatches(t *testing.T, db *sql.DB, batch0, rows, per int) {
 	t.Helper()
-	for done := 0; done < rows; done += per {
-		tx, err := db.Begin()
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := min(per, rows-done)
-		for i := 0; i < n; i++ {
-			if _, err := tx.Exec("INSERT INTO t (batch, v) VALUES (?, ?)", batch0+done/per, strings.Repeat("x", 150)+fmt.Sprint(i)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := tx.Exec("UPDATE counter SET n = n + ?", n); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sqltest.InsertBatches(t, db, batch0, rows, per)
 }
 
 // checkpointed returns the bytes of the database at path after PRAGMA
@@ -229,32 +211,10 @@ func checkpointed(t *testing.T, db *sql.DB, path string) []byte {
 // row count.
 func checkRestored(t *testing.T, path string) int {
 	t.Helper()
-	db := openDB(t, path, "mode=ro")
-	var ic string
-	if err := db.QueryRow("PRAGMA integrity_check").Scan(&ic); err != nil {
-		t.Fatalf("integrity_check %s: %v", path, err)
-	}
-	if ic != "ok" {
-		t.Fatalf("integrity_check %s: got=%q, want ok", path, ic)
-	}
-	var n, c int
-	if err := db.QueryRow("SELECT count(*), (SELECT n FROM counter) FROM t").Scan(&n, &c); err != nil {
-		t.Fatal(err)
-	}
-	if n != c {
-		t.Fatalf("restored %s: got=%d rows with counter %d, want them equal (torn transaction)", path, n, c)
-	}
-	db.Close()
-	return n
+	return sqltest.CheckRestored(t, path)
 }
 
 func mustEqualFiles(t *testing.T, got []byte, wantPath string, want []byte) {
 	t.Helper()
-	if !bytes.Equal(got, want) {
-		i := 0
-		for i < len(got) && i < len(want) && got[i] == want[i] {
-			i++
-		}
-		t.Fatalf("restore of %s differs: got=%d bytes, want %d; first difference at offset %d", wantPath, len(got), len(want), i)
-	}
+	sqltest.MustEqual(t, got, wantPath, want)
 }

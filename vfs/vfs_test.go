@@ -1,10 +1,8 @@
 package vfs_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
-	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/walsync/walsync/backend"
+	"github.com/walsync/walsync/internal/sqltest"
 	"github.com/walsync/walsync/internal/testenv"
 	"github.com/walsync/walsync/restore"
 	"github.com/walsync/walsync/vfs"
@@ -63,45 +62,16 @@ func openVFS(t *testing.T, b bucket, src string, params ...string) *sql.DB {
 	return db
 }
 
-func exec1(t *testing.T, db interface {
-	Exec(string, ...any) (sql.Result, error)
-}, q string, args ...any) {
-	t.Helper()
-	if _, err := db.Exec(q, args...); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-}
-
-// insertBatches inserts rows in transactions of per rows and keeps
-// counter.n equal to the row count (a torn transaction shows).
-func insertBatches(t *testing.T, db *sql.DB, batch0, rows, per int) {
-	t.Helper()
-	for done := 0; done < rows; done += per {
-		tx, err := db.Begin()
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := min(per, rows-done)
-		for i := 0; i < n; i++ {
-			if _, err := tx.Exec("INSERT INTO t (batch, v) VALUES (?, ?)", batch0+done/per, strings.Repeat("x", 150)+fmt.Sprint(i)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := tx.Exec("UPDATE counter SET n = n + ?", n); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
+var (
+	exec1         = sqltest.Exec
+	insertBatches = sqltest.InsertBatches
+	checkRestored = sqltest.CheckRestored
+)
 
 func createSchema(t *testing.T, db *sql.DB) {
 	t.Helper()
 	exec1(t, db, "PRAGMA journal_mode=WAL")
-	exec1(t, db, "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, batch INTEGER, v TEXT)")
-	exec1(t, db, "CREATE TABLE IF NOT EXISTS counter (n INTEGER)")
-	exec1(t, db, "INSERT INTO counter SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM counter)")
+	sqltest.Schema(t, db)
 }
 
 // checkpointedBytes opens src with SQLite's default VFS, runs
@@ -148,39 +118,9 @@ func restoreBytes(t *testing.T, b bucket, name string) ([]byte, int) {
 	return got, checkRestored(t, out)
 }
 
-func checkRestored(t *testing.T, path string) int {
-	t.Helper()
-	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var ic string
-	if err := db.QueryRow("PRAGMA integrity_check").Scan(&ic); err != nil {
-		t.Fatal(err)
-	}
-	if ic != "ok" {
-		t.Fatalf("integrity_check %s: got=%q, want ok", path, ic)
-	}
-	var n, c int
-	if err := db.QueryRow("SELECT count(*), (SELECT n FROM counter) FROM t").Scan(&n, &c); err != nil {
-		t.Fatal(err)
-	}
-	if n != c {
-		t.Fatalf("restored %s: %d rows, counter %d: a torn transaction", path, n, c)
-	}
-	return n
-}
-
 func mustEqual(t *testing.T, got, want []byte) {
 	t.Helper()
-	if !bytes.Equal(got, want) {
-		i := 0
-		for i < len(got) && i < len(want) && got[i] == want[i] {
-			i++
-		}
-		t.Fatalf("restore differs from the checkpointed source: got=%d bytes, want %d; first difference at offset %d", len(got), len(want), i)
-	}
+	sqltest.MustEqual(t, got, "the source", want)
 }
 
 func TestBaseVFS(t *testing.T) {

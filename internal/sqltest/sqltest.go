@@ -1,0 +1,97 @@
+// Package sqltest holds what the end-to-end tests (tests/) and the VFS
+// tests (vfs/) both do to an SQLite database: write batches that expose a
+// torn transaction, and check a restored file against the independent
+// truth. Test code only.
+package sqltest
+
+import (
+	"bytes"
+	"database/sql"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// Exec runs q on db and fails the test on an error.
+func Exec(t testing.TB, db interface {
+	Exec(string, ...any) (sql.Result, error)
+}, q string, args ...any) {
+	t.Helper()
+	if _, err := db.Exec(q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// Schema creates table t (id, batch, v) and table counter (n), which
+// InsertBatches keeps equal to the row count.
+func Schema(t testing.TB, db *sql.DB) {
+	t.Helper()
+	Exec(t, db, "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, batch INTEGER, v TEXT)")
+	Exec(t, db, "CREATE TABLE IF NOT EXISTS counter (n INTEGER)")
+	Exec(t, db, "INSERT INTO counter SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM counter)")
+}
+
+// InsertBatches inserts rows rows of ~150 bytes in transactions of per
+// rows, keeping counter.n equal to count(*) so that a torn transaction is
+// detectable.
+func InsertBatches(t testing.TB, db *sql.DB, batch0, rows, per int) {
+	t.Helper()
+	for done := 0; done < rows; done += per {
+		tx, err := db.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := min(per, rows-done)
+		for i := 0; i < n; i++ {
+			if _, err := tx.Exec("INSERT INTO t (batch, v) VALUES (?, ?)", batch0+done/per, strings.Repeat("x", 150)+fmt.Sprint(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := tx.Exec("UPDATE counter SET n = n + ?", n); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// CheckRestored verifies a restored database: integrity_check ok, and the
+// counter equal to the row count (no torn transaction). It returns the
+// row count.
+func CheckRestored(t testing.TB, path string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var ic string
+	if err := db.QueryRow("PRAGMA integrity_check").Scan(&ic); err != nil {
+		t.Fatalf("integrity_check %s: %v", path, err)
+	}
+	if ic != "ok" {
+		t.Fatalf("integrity_check %s: got=%q, want ok", path, ic)
+	}
+	var n, c int
+	if err := db.QueryRow("SELECT count(*), (SELECT n FROM counter) FROM t").Scan(&n, &c); err != nil {
+		t.Fatal(err)
+	}
+	if n != c {
+		t.Fatalf("restored %s: got=%d rows with counter %d, want them equal (torn transaction)", path, n, c)
+	}
+	return n
+}
+
+// MustEqual fails the test when a restore of what differs from the
+// checkpointed source, naming the first differing offset.
+func MustEqual(t testing.TB, got []byte, what string, want []byte) {
+	t.Helper()
+	if !bytes.Equal(got, want) {
+		i := 0
+		for i < len(got) && i < len(want) && got[i] == want[i] {
+			i++
+		}
+		t.Fatalf("restore of %s differs: got=%d bytes, want %d; first difference at offset %d", what, len(got), len(want), i)
+	}
+}
