@@ -89,6 +89,7 @@ type DB struct {
 	upMu     sync.Mutex
 	uploaded chan struct{}
 
+	flushing atomic.Bool  // a Watcher.Flush is under way
 	tmu      sync.Mutex   // guards timer
 	timer    *time.Timer  // the deferred sync (syncAfter)
 	timerDue atomic.Int64 // when it fires (unix ns); 0: none pending

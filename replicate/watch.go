@@ -558,6 +558,33 @@ func (w *Watcher) Kick(path string) {
 	}
 }
 
+// Flush asks for a capture of the database at path now, in the
+// background, whatever the sync interval. It never blocks, and does nothing
+// while a flush is already under way.
+func (w *Watcher) Flush(path string) {
+	d := w.byFile[path]
+	if d == nil || !w.ready.Load() || w.stopping.Load() || !d.flushing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer d.flushing.Store(false)
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if !d.opened || d.failed != nil {
+			return
+		}
+		if n, err := d.capture(); errors.Is(err, errDiscontinuity) {
+			if err := d.newGeneration(context.Background(), err.Error()); err != nil {
+				d.log.Error("new generation failed", "err", err)
+			}
+		} else if err != nil {
+			d.log.Error("capture failed; retrying on the next change", "err", err)
+		} else if n > 0 {
+			d.setLastCapture(d.now())
+		}
+	}()
+}
+
 // KickNow is Kick even when a look is due: a checkpoint may be waiting
 // for the pin to move.
 func (w *Watcher) KickNow(path string) {

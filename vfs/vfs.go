@@ -466,6 +466,11 @@ func commit(id int64, mxFrame, salt1 uint32) {
 			}
 		}()
 	}
+	if w != nil && mxFrame >= autoCheckpointFrames/2 && mxFrame < autoCheckpointFrames {
+		// Halfway to the auto-checkpoint: capture in the background now,
+		// whatever the batching, so that little is left for CatchUp.
+		w.Flush(d.path)
+	}
 	if w != nil && mxFrame >= autoCheckpointFrames {
 		// SQLite's auto-checkpoint runs right after this returns: with
 		// everything captured and the pin at the WAL's end it can copy

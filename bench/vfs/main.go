@@ -49,6 +49,7 @@ var (
 	spacing = flag.Duration("spacing", 1500*time.Millisecond, "pause between the commits of a lag measurement (a commit after a quiet spell ships at once)")
 	walsync = flag.String("walsync", "bin/walsync", "the walsync CLI, for the watch lag")
 	cpuprof = flag.String("cpuprofile", "", "write a CPU profile of the throughput rounds to this file")
+	fileBkt = flag.Bool("file-bucket", false, "throughput rounds replicate to a file:// bucket instead of MinIO")
 )
 
 func main() {
@@ -99,7 +100,11 @@ func main() {
 			p := fresh()
 			params := ""
 			if walsyncVFS {
-				params = "vfs=walsync&walsync_bucket=" + url.QueryEscape(s3url(""))
+				b := s3url("")
+				if *fileBkt {
+					b = "file://" + filepath.Join(work, "bucket")
+				}
+				params = "vfs=walsync&walsync_bucket=" + url.QueryEscape(b)
 			}
 			rate := throughput(p, params)
 			if walsyncVFS {
