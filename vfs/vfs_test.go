@@ -259,3 +259,74 @@ func TestWALStaysBounded(t *testing.T) {
 	got, _ := restoreBytes(t, b, "app")
 	mustEqual(t, got, want)
 }
+
+// snapshotCount counts the snapshot objects of "app" in a file bucket.
+func snapshotCount(t *testing.T, b bucket) int {
+	t.Helper()
+	snaps, _ := filepath.Glob(filepath.Join(strings.TrimPrefix(b.url, "file://"), "app", "snapshots", "*.db.zst"))
+	return len(snaps)
+}
+
+// Continuity breaks start a new generation with a snapshot, and the
+// restore still equals the source: a writer that does not use the VFS
+// writes and truncates the WAL while no VFS connection is open; then the
+// file is replaced (a restore over it).
+func TestContinuityBreaks(t *testing.T) {
+	b := fileBucket(t)
+	src := filepath.Join(t.TempDir(), "app.db")
+	db := openVFS(t, b, src)
+	createSchema(t, db)
+	insertBatches(t, db, 0, 300, 30)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := snapshotCount(t, b); n != 1 {
+		t.Fatalf("snapshots after the first session: %d, want 1", n)
+	}
+
+	// A plain connection (the default VFS) writes and truncates the WAL.
+	plain, err := sql.Open("sqlite3", "file:"+src+"?_busy_timeout=10000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	insertBatches(t, plain, 10, 300, 30)
+	exec1(t, plain, "PRAGMA wal_checkpoint(TRUNCATE)")
+	insertBatches(t, plain, 20, 100, 10)
+	plain.Close()
+
+	db = openVFS(t, b, src)
+	insertBatches(t, db, 30, 50, 10)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := snapshotCount(t, b); n != 2 {
+		t.Fatalf("snapshots after a writer without the VFS truncated the WAL: %d, want 2 (a new generation)", n)
+	}
+	want := checkpointedBytes(t, src)
+	got, _ := restoreBytes(t, b, "app")
+	mustEqual(t, got, want)
+
+	// A restore over the file: another inode.
+	tmp := src + ".new"
+	if err := os.WriteFile(tmp, got, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, ext := range []string{"-wal", "-shm"} {
+		os.Remove(src + ext)
+	}
+	if err := os.Rename(tmp, src); err != nil {
+		t.Fatal(err)
+	}
+	db = openVFS(t, b, src)
+	exec1(t, db, "PRAGMA journal_mode=WAL")
+	insertBatches(t, db, 40, 50, 10)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := snapshotCount(t, b); n != 3 {
+		t.Fatalf("snapshots after the file was replaced: %d, want 3", n)
+	}
+	want = checkpointedBytes(t, src)
+	got, _ = restoreBytes(t, b, "app")
+	mustEqual(t, got, want)
+}
