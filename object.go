@@ -2,6 +2,7 @@ package walsync
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -301,6 +302,9 @@ func (or *ObjectReader) Read(p []byte) (int, error) {
 	or.n += uint64(n)
 	if err == io.EOF {
 		err = or.finish()
+	} else if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		// The read under the decoder was stopped: not the object's fault.
+		err = fmt.Errorf("decompress: %w", err)
 	} else if err != nil {
 		err = fmt.Errorf("%w: decompress: %v", ErrFormat, err)
 	}
