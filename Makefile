@@ -16,6 +16,7 @@ FUZZ_TARGETS := \
 	.:FuzzObjectReader \
 	.:FuzzParseKey \
 	.:FuzzParseDBHeader \
+	.:FuzzParseIndex \
 	./replicate:FuzzReadWALIndexHeader
 
 .PHONY: all build sysdeps test unit lint fuzz bench clean tools

@@ -53,8 +53,9 @@ type ObjectInfo struct {
 }
 
 // Storage is where backups live: a flat namespace of immutable objects
-// under the prefix of a bucket URL. Implementations are safe for concurrent
-// use. Keys are '/'-separated and never start with '/'.
+// (and one mutable index per name, see Replace) under the prefix of a
+// bucket URL. Implementations are safe for concurrent use. Keys are
+// '/'-separated and never start with '/'.
 type Storage interface {
 	// Put stores size bytes read from body under key, recording sum (the
 	// hex SHA-256 of those bytes) beside them. It never overwrites: when key
@@ -64,6 +65,18 @@ type Storage interface {
 	// copies) and fails with ErrChecksum otherwise, leaving nothing behind.
 	// body is read from its start; it may be re-read (Seek to 0) on retry.
 	Put(ctx context.Context, key string, body io.ReadSeeker, size int64, sum string) error
+
+	// Replace stores size bytes read from body under key like Put, with
+	// the same checks and the same recorded sum, but overwrites an
+	// existing object. It is for mutable index objects (<name>/state.json)
+	// only: snapshots and segments always go through Put. The replacement
+	// is atomic for the bytes: a reader gets the old or the new object,
+	// never a mix. On the file backend the recorded sum lives in a second
+	// file, so a reader racing a Replace (or after a crash inside one) may
+	// get one object's bytes with the other's sum; readers of an index
+	// therefore verify the bytes against the sum and treat a mismatch as a
+	// corrupted index, never as data.
+	Replace(ctx context.Context, key string, body io.ReadSeeker, size int64, sum string) error
 
 	// Get opens key for a streaming read. The returned info carries the
 	// recorded SHA256; the caller verifies the bytes it reads against it.

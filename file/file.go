@@ -35,6 +35,15 @@
 // trusted, and it is never overwritten either; a writer has to use another
 // key. Leftover .tmp-* files are garbage and safe to delete.
 //
+// # Replace: index objects
+//
+// state.json is the one key that is rewritten (Replace): data and sidecar
+// go to temporary files as for Put, then the sidecar is renamed into place
+// and the data last, by a rename that atomically replaces the old file.
+// A reader racing a Replace, or finding what a crash between the two
+// renames left, may get the old bytes with the new sum: readers of an
+// index hash what they read and treat a mismatch as a corrupted index.
+//
 // # Missing root
 //
 // Put creates the root directory (mkdir -p): a first backup into a fresh
@@ -111,18 +120,9 @@ func (c *Client) Prepare(ctx context.Context) error {
 // Put implements walsync.Storage: see the package documentation for the
 // steps and their durability.
 func (c *Client) Put(ctx context.Context, key string, body io.ReadSeeker, size int64, sum string) (err error) {
-	if err := validKey(key); err != nil {
-		return fmt.Errorf("put %s: %w", c.url(key), err)
-	}
-	want, err := walsync.NormalizeSum(sum)
+	want, err := c.checkWrite(ctx, "put", key, size, sum)
 	if err != nil {
-		return fmt.Errorf("put %s: %w", c.url(key), err)
-	}
-	if size < 0 {
-		return fmt.Errorf("put %s: negative size %d", c.url(key), size)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("put %s: %w", c.url(key), err)
+		return err
 	}
 	final := c.path(key)
 	dir := filepath.Dir(final)
@@ -142,65 +142,17 @@ func (c *Client) Put(ctx context.Context, key string, body io.ReadSeeker, size i
 		}
 	}()
 
-	// 1. Copy and hash.
-	if body == nil && size == 0 {
-		body = strings.NewReader("")
-	}
-	if _, err := body.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("put %s: rewind body: %w", c.url(key), err)
-	}
-	data, err := c.OS.CreateTemp("put:create-temp", dir, TempPrefix+"*")
+	// 1.-3. The data and the sidecar in temporary files, synced.
+	data, side, err := c.writeTemps(ctx, "put", key, dir, body, size, want, &temps)
 	if err != nil {
-		return fmt.Errorf("put %s: %w", c.url(key), err)
+		return err
 	}
-	temps = append(temps, data.Name())
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(data, h), io.LimitReader(ctxReader{ctx, body}, size))
-	if err == nil && n < size {
-		err = fmt.Errorf("body ended after %d of %d bytes", n, size)
-	}
-	if err != nil {
-		data.Close()
-		return fmt.Errorf("put %s: write %s: %w", c.url(key), data.Name(), err)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != want {
-		data.Close()
-		return fmt.Errorf("put %s: %w: %d bytes hash to %s, want %s", c.url(key), walsync.ErrChecksum, size, got, want)
-	}
-
-	// 2. Sync the data.
-	if err := data.Sync(); err != nil {
-		data.Close()
-		return fmt.Errorf("put %s: fsync %s: %w", c.url(key), data.Name(), err)
-	}
-	if err := data.Close(); err != nil {
-		return fmt.Errorf("put %s: close %s: %w", c.url(key), data.Name(), err)
-	}
-
-	// 3. The sidecar.
-	side, err := c.OS.CreateTemp("put:create-sidecar", dir, TempPrefix+"*")
-	if err != nil {
-		return fmt.Errorf("put %s: %w", c.url(key), err)
-	}
-	temps = append(temps, side.Name())
-	if _, err := io.WriteString(side, want+"\n"); err != nil {
-		side.Close()
-		return fmt.Errorf("put %s: write %s: %w", c.url(key), side.Name(), err)
-	}
-	if err := side.Sync(); err != nil {
-		side.Close()
-		return fmt.Errorf("put %s: fsync %s: %w", c.url(key), side.Name(), err)
-	}
-	if err := side.Close(); err != nil {
-		return fmt.Errorf("put %s: close %s: %w", c.url(key), side.Name(), err)
-	}
-
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("put %s: %w", c.url(key), err)
 	}
 
 	// 4. Commit: link never replaces an existing name.
-	if err := c.OS.Link("put:link", data.Name(), final); err != nil {
+	if err := c.OS.Link("put:link", data, final); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			if fi, serr := c.OS.Stat("put:stat-existing", final); serr == nil && fi.IsDir() {
 				return fmt.Errorf("put %s: key is a directory of other keys", c.url(key))
@@ -208,7 +160,7 @@ func (c *Client) Put(ctx context.Context, key string, body io.ReadSeeker, size i
 			// A put that crashed between the link and the sidecar left
 			// the data without its sha256. If it holds exactly our
 			// bytes, this put completes that one.
-			if done, cerr := c.completeInterrupted(final, side.Name(), want); cerr != nil {
+			if done, cerr := c.completeInterrupted(final, side, want); cerr != nil {
 				return fmt.Errorf("put %s: %w", c.url(key), cerr)
 			} else if done {
 				temps = temps[:1]
@@ -224,7 +176,7 @@ func (c *Client) Put(ctx context.Context, key string, body io.ReadSeeker, size i
 	linked = true
 
 	// 5. The sidecar takes its name.
-	if err := c.OS.Rename("put:rename-sidecar", side.Name(), final+SidecarSuffix); err != nil {
+	if err := c.OS.Rename("put:rename-sidecar", side, final+SidecarSuffix); err != nil {
 		return fmt.Errorf("put %s: %w", c.url(key), err)
 	}
 	temps = temps[:1]
@@ -235,6 +187,170 @@ func (c *Client) Put(ctx context.Context, key string, body io.ReadSeeker, size i
 	}
 	linked = false // committed: from here on nothing is rolled back
 	return nil
+}
+
+// Replace implements walsync.Storage: it overwrites key, for index objects
+// (state.json). The steps:
+//
+//  1. the data and the sidecar are written to temporary files, hashed,
+//     checked against sum (ErrChecksum) and fsynced, as for Put;
+//  2. the sidecar temp is renamed to root/key.sha256;
+//  3. the data temp is renamed to root/key: the commit point (a rename
+//     replaces the old file atomically, so a reader opens the old or the
+//     new bytes, never a mix);
+//  4. the directory is fsynced.
+//
+// Between 2 and 3 (for a racing reader, or after a crash there) the
+// sidecar names the new bytes while the old ones are still in place: a
+// reader that hashes what it reads sees a mismatch, which readers of an
+// index treat as a corrupted index. The next Replace repairs it. A failure
+// before 2 leaves the old object as it was; a failure at 3 puts the old
+// sidecar back when it can.
+func (c *Client) Replace(ctx context.Context, key string, body io.ReadSeeker, size int64, sum string) (err error) {
+	want, err := c.checkWrite(ctx, "replace", key, size, sum)
+	if err != nil {
+		return err
+	}
+	final := c.path(key)
+	dir := filepath.Dir(final)
+	if err := c.mkdirAll("replace:mkdir", dir); err != nil {
+		return fmt.Errorf("replace %s: create directory: %w", c.url(key), err)
+	}
+	if fi, serr := c.OS.Stat("replace:stat-existing", final); serr == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("replace %s: key is a directory of other keys", c.url(key))
+	}
+	var temps []string
+	defer func() {
+		for _, name := range temps {
+			_ = c.OS.Remove("replace:remove-temp", name)
+		}
+	}()
+	data, side, err := c.writeTemps(ctx, "replace", key, dir, body, size, want, &temps)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("replace %s: %w", c.url(key), err)
+	}
+	// The old sum, to put back if the data cannot take its name.
+	old, _ := c.readSum("replace:read-sidecar", final)
+
+	if err := c.OS.Rename("replace:rename-sidecar", side, final+SidecarSuffix); err != nil {
+		return fmt.Errorf("replace %s: %w", c.url(key), err)
+	}
+	temps = temps[:1]
+	if err := c.OS.Rename("replace:rename-data", data, final); err != nil {
+		if old != "" {
+			c.restoreSidecar(dir, final, old)
+		} else {
+			_ = c.OS.Remove("replace:rollback", final+SidecarSuffix)
+		}
+		return fmt.Errorf("replace %s: %w", c.url(key), err)
+	}
+	temps = nil
+	if err := c.syncDir("replace:sync-dir", dir); err != nil {
+		return fmt.Errorf("replace %s: fsync directory %s: %w", c.url(key), dir, err)
+	}
+	return nil
+}
+
+// restoreSidecar writes sum back as final's sidecar after a Replace whose
+// data could not take its name (best effort: a failure leaves a sidecar
+// that does not match, which readers of an index report as corrupted).
+func (c *Client) restoreSidecar(dir, final, sum string) {
+	f, err := c.OS.CreateTemp("replace:restore-sidecar", dir, TempPrefix+"*")
+	if err != nil {
+		return
+	}
+	_, werr := io.WriteString(f, sum+"\n")
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = c.OS.Rename("replace:restore-sidecar", f.Name(), final+SidecarSuffix)
+	}
+	if werr != nil {
+		_ = c.OS.Remove("replace:remove-temp", f.Name())
+	}
+}
+
+// checkWrite validates the arguments of a write (op "put" or "replace")
+// and returns the normalised sum.
+func (c *Client) checkWrite(ctx context.Context, op, key string, size int64, sum string) (string, error) {
+	if err := validKey(key); err != nil {
+		return "", fmt.Errorf("%s %s: %w", op, c.url(key), err)
+	}
+	want, err := walsync.NormalizeSum(sum)
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w", op, c.url(key), err)
+	}
+	if size < 0 {
+		return "", fmt.Errorf("%s %s: negative size %d", op, c.url(key), size)
+	}
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("%s %s: %w", op, c.url(key), err)
+	}
+	return want, nil
+}
+
+// writeTemps copies size bytes of body into a temporary file in dir,
+// hashing while copying (ErrChecksum when they do not hash to want), and
+// writes want into a second temporary file, the sidecar to be; both are
+// fsynced and closed. Their names are appended to temps (data first) as
+// soon as they exist, for the caller to remove.
+func (c *Client) writeTemps(ctx context.Context, op, key, dir string, body io.ReadSeeker, size int64, want string, temps *[]string) (data, side string, err error) {
+	if body == nil && size == 0 {
+		body = strings.NewReader("")
+	}
+	if _, err := body.Seek(0, io.SeekStart); err != nil {
+		return "", "", fmt.Errorf("%s %s: rewind body: %w", op, c.url(key), err)
+	}
+	df, err := c.OS.CreateTemp(op+":create-temp", dir, TempPrefix+"*")
+	if err != nil {
+		return "", "", fmt.Errorf("%s %s: %w", op, c.url(key), err)
+	}
+	*temps = append(*temps, df.Name())
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(df, h), io.LimitReader(ctxReader{ctx, body}, size))
+	if err == nil && n < size {
+		err = fmt.Errorf("body ended after %d of %d bytes", n, size)
+	}
+	if err != nil {
+		df.Close()
+		return "", "", fmt.Errorf("%s %s: write %s: %w", op, c.url(key), df.Name(), err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		df.Close()
+		return "", "", fmt.Errorf("%s %s: %w: %d bytes hash to %s, want %s", op, c.url(key), walsync.ErrChecksum, size, got, want)
+	}
+	if err := df.Sync(); err != nil {
+		df.Close()
+		return "", "", fmt.Errorf("%s %s: fsync %s: %w", op, c.url(key), df.Name(), err)
+	}
+	if err := df.Close(); err != nil {
+		return "", "", fmt.Errorf("%s %s: close %s: %w", op, c.url(key), df.Name(), err)
+	}
+
+	sf, err := c.OS.CreateTemp(op+":create-sidecar", dir, TempPrefix+"*")
+	if err != nil {
+		return "", "", fmt.Errorf("%s %s: %w", op, c.url(key), err)
+	}
+	*temps = append(*temps, sf.Name())
+	if _, err := io.WriteString(sf, want+"\n"); err != nil {
+		sf.Close()
+		return "", "", fmt.Errorf("%s %s: write %s: %w", op, c.url(key), sf.Name(), err)
+	}
+	if err := sf.Sync(); err != nil {
+		sf.Close()
+		return "", "", fmt.Errorf("%s %s: fsync %s: %w", op, c.url(key), sf.Name(), err)
+	}
+	if err := sf.Close(); err != nil {
+		return "", "", fmt.Errorf("%s %s: close %s: %w", op, c.url(key), sf.Name(), err)
+	}
+	return df.Name(), sf.Name(), nil
 }
 
 // completeInterrupted handles an existing final file without a sidecar:

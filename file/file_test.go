@@ -413,3 +413,143 @@ func TestPutCompletesInterruptedPut(t *testing.T) {
 		t.Fatalf("after completion: got=%+v, %v, want sha256 %s", info, err, storagetest.Sum(body))
 	}
 }
+
+func replace(c *Client, key string, data []byte) error {
+	return c.Replace(context.Background(), key, bytes.NewReader(data), int64(len(data)), storagetest.Sum(data))
+}
+
+// stored returns key's bytes and recorded sum as Get gives them.
+func stored(t *testing.T, c *Client, key string) ([]byte, string) {
+	t.Helper()
+	rc, info, err := c.Get(context.Background(), key)
+	if err != nil {
+		t.Fatalf("Get(%s): %v", key, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, info.SHA256
+}
+
+// TestReplaceFaults fails each step of a Replace over an existing object:
+// Replace reports it, no temporary file is left, and the key holds the old
+// object or (a failure after the commit point) the new one, always with
+// its own sum.
+func TestReplaceFaults(t *testing.T) {
+	old, data := []byte(`{"old":1}`), []byte(`{"new":2}`)
+	probe := &faultOS{OS: SystemOS{}, fail: map[string]bool{}, seen: map[string]bool{}}
+	c := newClient(t, filepath.Join(t.TempDir(), "root"))
+	if err := replace(c, "app/state.json", old); err != nil {
+		t.Fatal(err)
+	}
+	c.OS = probe
+	if err := replace(c, "app/state.json", data); err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	for op := range probe.seen {
+		steps = append(steps, op)
+	}
+	slices.Sort(steps)
+	for _, want := range []string{
+		"replace:create-temp", "replace:create-temp:write", "replace:create-temp:sync", "replace:create-sidecar",
+		"replace:create-sidecar:write", "replace:create-sidecar:sync", "replace:rename-sidecar", "replace:rename-data",
+		"replace:sync-dir", "replace:sync-dir:sync",
+	} {
+		if !slices.Contains(steps, want) {
+			t.Errorf("step %q not seen; steps: %q", want, steps)
+		}
+	}
+	for _, step := range steps {
+		t.Run(step, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "root")
+			c := newClient(t, root)
+			if err := replace(c, "app/state.json", old); err != nil {
+				t.Fatal(err)
+			}
+			c.OS = &faultOS{OS: SystemOS{}, fail: map[string]bool{step: true}, seen: map[string]bool{}}
+			err := replace(c, "app/state.json", data)
+			if step == "replace:read-sidecar" {
+				// Reading the old sum (to put it back on a failure) is
+				// best effort.
+				if err != nil {
+					t.Fatalf("Replace with the old sidecar unreadable: got=%v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, errInjected) {
+				t.Fatalf("Replace failing at %s: got=%v, want %v", step, err, errInjected)
+			}
+			if !strings.Contains(err.Error(), "app/state.json") || strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q: want one line naming the key", err)
+			}
+			if got, want := files(t, root), []string{"app/state.json", "app/state.json.sha256"}; !slices.Equal(got, want) {
+				t.Fatalf("files after failed Replace: got=%q, want %q", got, want)
+			}
+			c.OS = SystemOS{}
+			b, sum := stored(t, c, "app/state.json")
+			if sum != storagetest.Sum(b) || (!bytes.Equal(b, old) && !bytes.Equal(b, data)) {
+				t.Fatalf("after a failure at %s: %q with sum %s, want the old or the new bytes with their own sum", step, b, sum)
+			}
+			if step != "replace:sync-dir" && step != "replace:sync-dir:sync" && !bytes.Equal(b, old) {
+				t.Fatalf("after a failure at %s before the commit point: got=%q, want the old %q", step, b, old)
+			}
+			if err := replace(c, "app/state.json", data); err != nil {
+				t.Fatalf("retry after failure at %s: got=%v, want nil", step, err)
+			}
+		})
+	}
+}
+
+// TestReplaceCrashWindow: a crash between the sidecar's rename and the
+// data's (simulated: the data's rename fails and so does putting the old
+// sidecar back) leaves the old bytes with the new sum. Get reports them as
+// they are, so that a reader hashing them sees the mismatch; the next
+// Replace repairs the pair. On a fresh key the same crash leaves no
+// object at all.
+func TestReplaceCrashWindow(t *testing.T) {
+	old, data := []byte(`{"old":1}`), []byte(`{"new":2}`)
+	root := t.TempDir()
+	c := newClient(t, root)
+	if err := replace(c, "app/state.json", old); err != nil {
+		t.Fatal(err)
+	}
+	c.OS = &faultOS{OS: SystemOS{}, fail: map[string]bool{"replace:rename-data": true, "replace:restore-sidecar": true}, seen: map[string]bool{}}
+	if err := replace(c, "app/state.json", data); !errors.Is(err, errInjected) {
+		t.Fatalf("Replace: got=%v, want %v", err, errInjected)
+	}
+	if err := replace(c, "fresh/state.json", data); !errors.Is(err, errInjected) {
+		t.Fatalf("Replace of a fresh key: got=%v, want %v", err, errInjected)
+	}
+	c.OS = SystemOS{}
+	b, sum := stored(t, c, "app/state.json")
+	if !bytes.Equal(b, old) || sum != storagetest.Sum(data) {
+		t.Fatalf("after the crash: %q with sum %s, want the old bytes with the new sum %s", b, sum, storagetest.Sum(data))
+	}
+	if _, err := c.Stat(context.Background(), "fresh/state.json"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("fresh key after the crash: got=%v, want %v", err, fs.ErrNotExist)
+	}
+	if err := replace(c, "app/state.json", data); err != nil {
+		t.Fatal(err)
+	}
+	if b, sum := stored(t, c, "app/state.json"); !bytes.Equal(b, data) || sum != storagetest.Sum(data) {
+		t.Fatalf("after the next Replace: %q with sum %s, want %q with its sum", b, sum, data)
+	}
+}
+
+// TestReplaceDirectory: a key that is a directory of other keys cannot be
+// replaced, and what is under it stays.
+func TestReplaceDirectory(t *testing.T) {
+	c := newClient(t, t.TempDir())
+	if err := put(t, c, "x/y", []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	if err := replace(c, "x", []byte("x")); err == nil || !strings.Contains(err.Error(), "directory") {
+		t.Fatalf("Replace(x) with a directory x: got=%v, want an error saying directory", err)
+	}
+	if _, err := c.Stat(context.Background(), "x/y"); err != nil {
+		t.Fatalf("Stat(x/y): got=%v, want nil", err)
+	}
+}

@@ -80,6 +80,7 @@ type DB struct {
 	snapCommitted atomic.Uint64
 
 	uploadedSincePrune atomic.Bool
+	index              indexState // the bucket's state.json (index.go)
 
 	claimID string   // our lock.json, when we hold it
 	owner   *os.File // the spool's owner lock (flock), while open
@@ -341,6 +342,7 @@ func (d *DB) nextSeqFromBucket(ctx context.Context, st *spoolState) (uint64, err
 		}
 		if k, ok := walsync.ParseKey(obj.Key); ok && k.Kind == walsync.KindSegment && k.Name == d.Name && k.Seq >= next {
 			next = k.Seq + 1
+			d.index.seedSegment(d, obj.Key, k)
 		}
 	}
 	// Spooled but not uploaded objects of an earlier generation count too.

@@ -71,6 +71,10 @@ type Watcher struct {
 	// position proven or a new generation started) and the watcher
 	// follows them.
 	OnReady func()
+	// IndexInterval: a database's bucket index (<name>/state.json) is
+	// written at most this often, after uploads (see index.go). Zero
+	// means 10 s.
+	IndexInterval time.Duration
 
 	dbs         []*DB
 	byFile      map[string]*DB // database and -wal paths
@@ -83,6 +87,10 @@ type Watcher struct {
 	started     atomic.Bool
 	ready       atomic.Bool
 	stopping    atomic.Bool
+
+	indexCtx    context.Context // for index writes from timers; nil until Run
+	indexSince  time.Time
+	indexClosed atomic.Bool
 }
 
 // metrics are the counters the watcher keeps (exported later as
@@ -185,6 +193,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if err := w.Storage.Prepare(ctx); err != nil {
 		return err
 	}
+	stopIndex := w.startIndex(ctx)
+	defer stopIndex()
 
 	// Workers: uploads run until the very end (after the final capture).
 	upCtx, stopUploads := context.WithCancel(context.WithoutCancel(ctx))
@@ -325,6 +335,9 @@ loop:
 			left += len(entries)
 		}
 	}
+	// The bucket index, once more after the last uploads, while the
+	// names are still ours.
+	w.flushIndexes(finalCtx)
 	w.closeAll()
 	if left > 0 {
 		return fmt.Errorf("%d captured objects not yet uploaded (kept in the spool; the next start uploads them)", left)
@@ -760,6 +773,7 @@ func (w *Watcher) uploadEntry(ctx context.Context, d *DB, e spoolEntry) error {
 			w.metrics.objectsUploaded.Add(1)
 			w.metrics.bytesUploaded.Add(size)
 			d.log.Debug("uploaded", "key", key, "bytes", size)
+			w.recordUpload(d, key, hdr, e.Snapshot, size, true)
 			return nil
 		}
 		if !errors.Is(err, walsync.ErrExists) {
@@ -767,6 +781,7 @@ func (w *Watcher) uploadEntry(ctx context.Context, d *DB, e spoolEntry) error {
 		}
 		info, serr := w.Storage.Stat(ctx, key)
 		if serr == nil && info.SHA256 == sum {
+			w.recordUpload(d, key, hdr, e.Snapshot, size, false)
 			return nil // uploaded before a crash; the spool did not know
 		}
 		if !e.Snapshot {

@@ -17,12 +17,16 @@ type DBInfo struct {
 	LatestSnapshot *time.Time `json:"latest_snapshot"`
 	LatestWAL      *time.Time `json:"latest_wal"`
 	Segments       int        `json:"wal_segments"`
-	// Size is the number of bytes stored for the name (all its objects).
+	// Size is the number of bytes stored for the name: its snapshots and
+	// segments.
 	Size int64 `json:"size"`
 }
 
 // List reads the bucket and summarises every database in it, sorted by
-// name. Objects outside the layout are ignored.
+// name: every fact comes from the listing. Objects outside the layout are
+// ignored, and so are the index (state.json, which may be missing, stale
+// or corrupted: the answer is the same) and the writer's lock.json; a name
+// with neither snapshot nor segment is not listed.
 func List(ctx context.Context, st walsync.Storage) ([]DBInfo, error) {
 	byName := map[string]*DBInfo{}
 	for obj, err := range st.List(ctx, "") {
@@ -30,7 +34,7 @@ func List(ctx context.Context, st walsync.Storage) ([]DBInfo, error) {
 			return nil, fmt.Errorf("list %s: %w", st, err)
 		}
 		k, ok := walsync.ParseKey(obj.Key)
-		if !ok {
+		if !ok || (k.Kind != walsync.KindSnapshot && k.Kind != walsync.KindSegment) {
 			continue
 		}
 		d := byName[k.Name]

@@ -27,6 +27,10 @@ import (
 // restore point of the generation is restorable (restore makes no other
 // check), the newest state among them: that is the proof verify gives
 // without writing a database.
+//
+// The index state.json takes no part in any of it (the objects come from
+// the listing); each name's index is read at the end and compared with the
+// listing, for the report only (index.go).
 
 // VerifyOptions tune one verify run.
 type VerifyOptions struct {
@@ -62,6 +66,10 @@ type GenerationReport struct {
 	// Note says something that is not a problem (segments no restore point
 	// needs any more).
 	Note string `json:"note,omitempty"`
+	// Index says how the name's state.json compares with the listing
+	// (the same on every report of the name). Information only: it never
+	// makes a report fail, and nothing above depends on it.
+	Index *IndexReport `json:"index,omitempty"`
 }
 
 // verified is what reading one object established.
@@ -150,9 +158,28 @@ func Verify(ctx context.Context, st walsync.Storage, opts VerifyOptions) ([]Gene
 		return nil, err
 	}
 
+	// The indexes, read after the objects: reported, never used.
+	indexes := make([]IndexReport, len(names))
+	sem := make(chan struct{}, max(opts.Parallel, 1))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			indexes[i] = checkIndex(ctx, st, name, byName[name])
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	var out []GenerationReport
-	for _, name := range names {
-		out = append(out, link(st, name, byName[name])...)
+	for i, name := range names {
+		reps := link(st, name, byName[name])
+		for j := range reps {
+			reps[j].Index = &indexes[i]
+		}
+		out = append(out, reps...)
 	}
 	return out, nil
 }

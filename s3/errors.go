@@ -77,7 +77,7 @@ func (c *Client) opError(ctx context.Context, op, key string, err error) error {
 	case code == "NoSuchBucket":
 		return wrap(walsync.ErrBucketNotFound, "bucket %q does not exist%s", c.bucket, c.at())
 	case code == "NoSuchKey" || ((code == "NotFound" || code == "") && status == http.StatusNotFound):
-		if op == "stat" || op == "put" {
+		if op == "stat" || op == "put" || op == "replace" {
 			// HEAD has no body to tell a missing key from a missing bucket.
 			if berr := c.checkBucket(ctx); berr != nil {
 				return wrap(walsync.ErrBucketNotFound, "bucket %q does not exist%s", c.bucket, c.at())

@@ -15,7 +15,9 @@
 //
 // Objects are never overwritten: PutObject (and CompleteMultipartUpload)
 // carry If-None-Match: *, and a server that answers 412 PreconditionFailed or
-// 409 ConditionalRequestConflict yields walsync.ErrExists. Each Put also
+// 409 ConditionalRequestConflict yields walsync.ErrExists. (The one key that
+// is rewritten, the index state.json, goes through Replace: the same signed
+// PutObject without If-None-Match.) Each Put also
 // stores a random write ID (x-amz-meta-walsync-write-id): when a write's
 // outcome is uncertain (no answer, a 5xx, or a retry that meets an existing
 // object because the first attempt's answer was lost), Put reads the
@@ -340,6 +342,42 @@ func (c *Client) Put(ctx context.Context, key string, body io.ReadSeeker, size i
 		}
 		return c.settle(ctx, key, meta[metaWriteID], attempts.Load() > 1, err)
 	}
+}
+
+// maxSinglePut is the largest object one PutObject may carry (5 GiB).
+const maxSinglePut = 5 << 30
+
+// Replace implements walsync.Storage: one PutObject without If-None-Match,
+// which overwrites an existing object atomically (S3 readers see the old
+// or the new object). It is signed over sum, carries it as
+// x-amz-meta-sha256 and is retried like Put; a retry after a lost answer
+// writes the same bytes again, which is harmless. Index objects are small:
+// Replace never uses multipart uploads and refuses bodies over 5 GiB.
+func (c *Client) Replace(ctx context.Context, key string, body io.ReadSeeker, size int64, sum string) error {
+	if err := validKey(key); err != nil {
+		return fmt.Errorf("replace %s: %w", c.url(key), err)
+	}
+	want, err := walsync.NormalizeSum(sum)
+	if err != nil {
+		return fmt.Errorf("replace %s: %w", c.url(key), err)
+	}
+	if size < 0 || size > maxSinglePut {
+		return fmt.Errorf("replace %s: size %d: want 0 to %d bytes", c.url(key), size, int64(maxSinglePut))
+	}
+	if body == nil && size == 0 {
+		body = strings.NewReader("")
+	}
+	_, err = c.api.PutObject(ctx, &s3api.PutObjectInput{
+		Bucket:        aws.String(c.bucket),
+		Key:           c.objectKey(key),
+		Body:          newSection(body, 0, size),
+		ContentLength: aws.Int64(size),
+		Metadata:      map[string]string{metaSHA256: want},
+	}, withPayloadHash(want, nil))
+	if err != nil {
+		return c.opError(ctx, "replace", key, err)
+	}
+	return nil
 }
 
 // settle turns the failure of a write into Put's answer. When the failure

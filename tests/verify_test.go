@@ -129,9 +129,14 @@ func TestVerifyClean(t *testing.T) {
 		twoGenerationsUnderWatch(t, tg)
 		r := tg.cli.ok(t, tg.args("verify")...)
 		t.Logf("verify:\n%s", r.stdout)
-		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		indexLines, lines := verifyText(r.stdout)
 		if len(lines) != 4 || !strings.Contains(lines[3], "all ok") {
 			t.Fatalf("verify output: got=%q, want 3 generation lines and a summary saying all ok", r.stdout)
+		}
+		// One line per database on its state.json (written by watch).
+		if len(indexLines) != 2 || !strings.HasPrefix(indexLines[0], "app ") || !strings.HasPrefix(indexLines[1], "other ") ||
+			!strings.Contains(indexLines[0], " matches: ") || !strings.Contains(indexLines[1], " matches: ") {
+			t.Fatalf("verify's state.json lines: got=%q, want one for app and one for other, each saying it matches", indexLines)
 		}
 		for _, l := range lines[:3] {
 			if !strings.HasSuffix(l, "ok") || !strings.Contains(l, "generation ") {

@@ -59,7 +59,7 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 		}
 	} else {
 		tw := tabwriter.NewWriter(c.env.stdout, 0, 4, 2, ' ', 0)
-		for _, r := range reports {
+		for i, r := range reports {
 			gen := "generation " + shortGen(r.Generation)
 			if r.Generation == "" {
 				gen = "-"
@@ -71,6 +71,9 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 				verdict = "ok (" + r.Note + ")"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, gen, counts(r), humanBytes(r.Bytes), verdict)
+			if last := i == len(reports)-1 || reports[i+1].Name != r.Name; last && r.Index != nil {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, "state.json", "index only", "-", indexLine(*r.Index))
+			}
 		}
 		tw.Flush()
 	}
@@ -107,6 +110,19 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 		fmt.Fprintf(c.env.stdout, "verified %s: all ok\n", summary)
 	}
 	return nil
+}
+
+// indexLine describes a name's state.json for the text output: its state
+// first. Information only: verify never depends on it.
+func indexLine(ir restore.IndexReport) string {
+	line := ir.State
+	if ir.Detail != "" {
+		line += ": " + oneLine(ir.Detail)
+	}
+	if ir.State != restore.IndexMatches {
+		line += " (not used: the listing is the truth)"
+	}
+	return line
 }
 
 func shortGen(g string) string {
