@@ -767,13 +767,20 @@ func (d *DB) close() {
 }
 
 func (d *DB) closeFiles() {
+	// The owner lock goes first: a process that takes over then pins the
+	// WAL while our pins still hold it, so no writer can restart it over
+	// frames committed after our last capture (we capture nothing more).
+	if d.owner != nil {
+		d.owner.Close()
+		d.owner = nil
+	}
 	for i, p := range d.pins {
 		if p != nil {
 			p.close() //nolint:errcheck
 			d.pins[i] = nil
 		}
 	}
-	for _, f := range []**os.File{&d.walf, &d.shmf, &d.dbf, &d.owner} {
+	for _, f := range []**os.File{&d.walf, &d.shmf, &d.dbf} {
 		if *f != nil {
 			(*f).Close()
 			*f = nil

@@ -268,12 +268,15 @@ type database struct {
 	done     chan struct{}
 	runErr   error
 	starting bool
-	waiting  bool         // another process replicates it; retrying
-	closed   bool         // the last connection closed
-	wal      bool         // seen in WAL mode
-	broken   bool         // cannot be replicated (logged); writes are not held up
-	nudged   atomic.Int64 // when this process last nudged the replicating one (unix ns)
-	stop     chan struct{}
+	waiting  bool // another process replicates it; retrying
+	closed   bool // the last connection closed
+	wal      bool // seen in WAL mode
+	// The wal-index header after this process's last commit.
+	lastSalt, lastFrame uint32
+	committed           bool
+	broken              bool         // cannot be replicated (logged); writes are not held up
+	nudged              atomic.Int64 // when this process last nudged the replicating one (unix ns)
+	stop                chan struct{}
 }
 
 var (
@@ -454,6 +457,7 @@ func commit(id int64, mxFrame, salt1 uint32) {
 	w := d.w
 	d.wal = true
 	busy := d.starting || d.waiting
+	d.lastSalt, d.lastFrame, d.committed = salt1, mxFrame, true
 	d.mu.Unlock()
 	if w == nil && !busy {
 		// The database entered WAL mode after it was opened: start now,
@@ -612,12 +616,7 @@ func closeConn(id int64) {
 	follower := d.w == nil && !d.starting && d.wal
 	d.mu.Unlock()
 	if follower {
-		// Another process replicated this database, or it never entered
-		// WAL mode. If nobody replicates it now, this process captures
-		// and ships its last commits before it lets go.
-		if err := d.start(); err != nil && !errors.Is(err, replicate.ErrOwned) {
-			d.log.Error("cannot ship the last commits", "err", err)
-		}
+		d.shipBeforeClose()
 	}
 	close(d.stop)
 	// A start in progress finishes first (its watcher is then stopped
@@ -641,6 +640,46 @@ func closeConn(id int64) {
 	cancel()
 	// The watcher's shutdown is bounded by its ShutdownTimeout.
 	<-done
+}
+
+// shipBeforeClose makes sure the commits of a process that did not
+// replicate its database are shipped before its last connection goes:
+// either the replicating process has them durable in the bucket, or this
+// process takes over and ships them (its watcher then stops with the
+// close). The replicating process may be shutting down, past its last
+// capture but still holding the owner lock: then this one retries until
+// the lock is free, within CloseTimeout.
+func (d *database) shipBeforeClose() {
+	d.mu.Lock()
+	salt, frame, committed := d.lastSalt, d.lastFrame, d.committed
+	d.mu.Unlock()
+	if committed {
+		replicate.RequestFlush(d.path) //nolint:errcheck // the owner, if alive, captures at once
+	}
+	deadline := time.Now().Add(orDefault(d.cfg.opts.CloseTimeout, 10*time.Second))
+	for {
+		err := d.start()
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, replicate.ErrOwned) {
+			d.log.Error("cannot ship the last commits; the next open, or walsync watch, ships them", "err", err)
+			return
+		}
+		if !committed {
+			return // nothing of this process to wait for
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		err = replicate.WaitDurable(ctx, d.path, salt, frame)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			d.log.Error("the last commits of this process are not in the bucket yet; the replicating process, the next open or walsync watch ships them", "err", err)
+			return
+		}
+	}
 }
 
 func processName() string {
