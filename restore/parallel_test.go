@@ -326,6 +326,20 @@ func TestRestoreSnapshotPipelineErrors(t *testing.T) {
 		{"flipped byte in the first block", flip(func(int) int { return 1000 }), wantErr{walsync.ErrChecksum, []string{"checksum"}}},
 		{"flipped byte in the middle", flip(func(n int) int { return n / 2 }), wantErr{walsync.ErrChecksum, []string{"checksum"}}},
 		{"flipped byte in the trailer", flip(func(n int) int { return n - 10 }), wantErr{walsync.ErrChecksum, []string{"checksum"}}},
+		{"content sha256 in the trailer wrong, stored bytes' sha256 right", func(t *testing.T, s *source) {
+			// What an encoder bug would store: every stored byte as
+			// recorded, content that does not match its trailer. Only
+			// the content check (stage 3) can see it.
+			p := s.storedPath(s.snapKey)
+			b := readAll(t, p)
+			b[len(b)-5] ^= 0x01 // inside the trailer's content SHA-256
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p+".sha256", []byte(sha256Hex(b)+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, wantErr{walsync.ErrChecksum, []string{"content sha256"}}},
 		{"truncated, with the sha256 of what is left", func(t *testing.T, s *source) {
 			p := s.storedPath(s.snapKey)
 			b := readAll(t, p)
