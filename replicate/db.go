@@ -95,6 +95,8 @@ type DB struct {
 	timer    *time.Timer  // the deferred sync (syncAfter)
 	timerDue atomic.Int64 // when it fires (unix ns); 0: none pending
 
+	brakeAfter time.Time // no brake before (after one that could not checkpoint everything)
+
 	lastActivity time.Time     // the WAL's size or time last changed
 	recheck      time.Duration // delay of the next look after activity
 	walSize      int64
@@ -535,6 +537,23 @@ func (d *DB) sync(ctx context.Context) error {
 	} else if pending {
 		d.w.syncAfter(d, wait)
 	}
+	// A WAL that grew past the limit: the application writes without the
+	// pause SQLite needs to restart it while walsync's pin is held.
+	// After a brake that could not checkpoint everything (the
+	// application's own readers), wait a second before the next.
+	// A brake that succeeded leaves the pin at mark 0 on a fully
+	// checkpointed WAL: the next writer restarts it, nothing more to do.
+	restartable := d.atZero && h.NBackfill == h.MaxFrame
+	if limit := d.w.walFrameLimit(); h.MaxFrame >= limit && !restartable && d.now().After(d.brakeAfter) {
+		if err := d.brake(); errors.Is(err, errDiscontinuity) {
+			return d.newGeneration(ctx, err.Error())
+		} else if err != nil {
+			return err
+		}
+		if h, err = d.readIndex(); err != nil {
+			return err
+		}
+	}
 	// Move the pin when frames were captured (checkpoints may now go
 	// further) or when everything is checkpointed and the pin still uses
 	// the WAL (a checkpoint waiting to restart or truncate the WAL may be
@@ -603,6 +622,49 @@ func (d *DB) cycle() error {
 	if before.Salt1 != h.Salt1 {
 		d.pinnedAt = 0 // restarted in between: the mark is in the new WAL
 	}
+	return nil
+}
+
+// brake lets SQLite restart a WAL that an application writing without a
+// pause would otherwise grow without bound: SQLite restarts the WAL only
+// when a writer finds it fully checkpointed with no reader using it, and
+// walsync's pin, always a little behind such a writer, is such a reader.
+// With writers locked out for a moment (the write lock, as a snapshot's
+// pinning takes it), everything committed is captured, the pin lets go
+// (safe: no writer can restart the WAL while we hold the write lock), a
+// PASSIVE checkpoint copies every frame (it waits for no one; readers of
+// the application may stop it short, and then nothing changes), and the
+// pin begins again: on a fully checkpointed WAL it gets read mark 0, so the
+// application's next writer restarts the WAL, a restart that keeps
+// continuity (capture's mark-0 rule). Writers wait for one capture and one
+// checkpoint of what is in the WAL. Called with d.mu held.
+func (d *DB) brake() error {
+	lock := d.pins[1-d.cur]
+	if err := lock.lockWriters(); err != nil {
+		return err
+	}
+	defer lock.end() //nolint:errcheck // releases the writers on every path
+	if _, err := d.capture(); err != nil {
+		return err
+	}
+	pin := d.pins[d.cur]
+	if err := pin.end(); err != nil {
+		return err
+	}
+	ckptErr := pin.exec("PRAGMA wal_checkpoint(PASSIVE)")
+	if err := pin.begin(); err != nil {
+		return err
+	}
+	h, err := d.readIndex()
+	if err != nil {
+		return err
+	}
+	d.atZero, d.pinnedAt = h.NBackfill == h.MaxFrame, h.MaxFrame
+	d.setLastCapture(d.now())
+	if !d.atZero {
+		d.brakeAfter = d.now().Add(time.Second)
+	}
+	d.log.Debug("brake", "max_frame", h.MaxFrame, "backfill", h.NBackfill, "at_zero", d.atZero, "checkpoint_err", ckptErr)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package replicate
 
 import (
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -17,7 +18,8 @@ import (
 type pinConn struct {
 	conn *sqlite3.SQLiteConn
 	path string
-	open bool // a transaction is open
+	busy time.Duration // the connection's busy timeout
+	open bool          // a transaction is open
 }
 
 // openPin opens a connection to the database at path. The file must exist.
@@ -28,7 +30,7 @@ func openPin(path string, busy time.Duration) (*pinConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, sqliteErr(err))
 	}
-	p := &pinConn{conn: c.(*sqlite3.SQLiteConn), path: path}
+	p := &pinConn{conn: c.(*sqlite3.SQLiteConn), path: path, busy: busy}
 	// Keep the WAL when this is the last connection to close: walsync's
 	// own exit must not checkpoint and delete the WAL, or the next start
 	// could not prove that no frame was lost in between.
@@ -57,13 +59,29 @@ func (p *pinConn) begin() error {
 }
 
 // lockWriters takes the write lock (and a read transaction on the newest
-// commit): no other connection can commit until end.
+// commit): no other connection can commit until end. It tries every 100 µs
+// for up to the busy timeout rather than through SQLite's busy handler,
+// whose sleeps grow to 100 ms: an application committing in a tight loop
+// holds the lock nearly all the time, and such sleeps missed every gap for
+// seconds (3.7 s measured, with 131,000 frames written meanwhile).
 func (p *pinConn) lockWriters() error {
-	if err := p.exec("BEGIN IMMEDIATE"); err != nil {
+	if err := p.exec("PRAGMA busy_timeout=0"); err != nil {
 		return fmt.Errorf("lock %s against writers: %w", p.path, err)
 	}
-	p.open = true
-	return nil
+	defer p.exec(fmt.Sprintf("PRAGMA busy_timeout=%d", p.busy.Milliseconds())) //nolint:errcheck // only the wait strategy
+	deadline := time.Now().Add(p.busy)
+	for {
+		_, err := p.conn.Exec("BEGIN IMMEDIATE", nil)
+		if err == nil {
+			p.open = true
+			return nil
+		}
+		var se sqlite3.Error
+		if !errors.As(err, &se) || se.Code != sqlite3.ErrBusy || time.Now().After(deadline) {
+			return fmt.Errorf("lock %s against writers: %w", p.path, sqliteErr(err))
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
 }
 
 // end ends the open transaction, if any.

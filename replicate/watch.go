@@ -71,6 +71,11 @@ type Watcher struct {
 	// position proven or a new generation started) and the watcher
 	// follows them.
 	OnReady func()
+	// WALFrameLimit: when a database's WAL holds this many frames, walsync
+	// briefly locks writers out to let SQLite restart it (DB.brake); an
+	// application writing without a pause would otherwise grow its WAL
+	// without bound. Zero means 10,000 (about 40 MB at 4 KiB pages).
+	WALFrameLimit uint32
 	// IndexInterval: a database's bucket index (<name>/state.json) is
 	// written at most this often, after uploads (see index.go). Zero
 	// means 10 s.
@@ -127,6 +132,13 @@ func (w *Watcher) busyTimeout() time.Duration {
 		return w.BusyTimeout
 	}
 	return 30 * time.Second
+}
+
+func (w *Watcher) walFrameLimit() uint32 {
+	if w.WALFrameLimit > 0 {
+		return w.WALFrameLimit
+	}
+	return 10000
 }
 
 func (w *Watcher) ownerKind() string {
