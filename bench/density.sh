@@ -10,7 +10,8 @@
 #   TOOLS=walsync IDLE=30s bench/density.sh
 #
 # DURATION: write-load phase of each run (default 30s). IDLE: idle phase
-# (default 30s for N <= 10, 60s above). Each run: start-up, load, 5 s drain,
+# (default 30s for N <= 10, 60s above). Each run: start-up, load, drain (15 s
+# for walsync, 95 s for Litestream),
 # idle, stop; about DURATION + IDLE + 15 s. RESULTS=FILE keeps the JSON
 # lines (default: a temporary file, printed as tables at the end).
 # WALSYNC_BIN=PATH measures that binary instead of building bin/walsync.

@@ -18,7 +18,7 @@
 //  3. Load (-duration): every database commits one 100-byte row per
 //     -period (default 1 s), database i at offset i*period/N, so N commits
 //     per second in all, evenly spread.
-//  4. Drain (-drain; by default 5 s for walsync, 95 s for Litestream, see
+//  4. Drain (-drain; by default 15 s for walsync, 95 s for Litestream, see
 //     drainFor): no writes; the last commits are shipped and the work the
 //     load left behind is done.
 //  5. Idle (-idle): no writes; every request is what idle databases cost.
@@ -478,15 +478,17 @@ func run(o options) (*result, error) {
 // phase: long enough for the work the load leaves behind, so that the idle
 // phase sees the steady state of a database nobody writes.
 //
-//   - walsync: 5 s. The last segment is up within milliseconds of the last
-//     commit, and nothing follows (the drain's request count shows it).
+//   - walsync: 15 s. The last segment is up within milliseconds of the
+//     last commit; its bucket index (<name>/state.json) follows within the
+//     index interval (10 s), once, and nothing after it (the drain's
+//     request count shows it).
 //   - Litestream v0.5.18: 95 s. It checkpoints each database every minute
 //     and uploads one more level-0 LTX file after the checkpoint that
 //     follows the last write; its level-1 compaction (every 30 s, on the
 //     clock) then merges it. After that only its LISTs remain (two per
 //     database every 15 s), plus a level-2 compaction at the next 5-minute
 //     mark of the clock if level 1 changed.
-var drainFor = map[string]time.Duration{"walsync": 5 * time.Second, "litestream": 95 * time.Second}
+var drainFor = map[string]time.Duration{"walsync": 15 * time.Second, "litestream": 95 * time.Second}
 
 func dbPaths(dbs []*appDB) []string {
 	ps := make([]string, len(dbs))

@@ -81,6 +81,8 @@ func (c *WatchCommand) Run(ctx context.Context, args []string) error {
 		Retention:        *retention,
 		Takeover:         *takeover,
 		SyncInterval:     *syncInterval,
+		// Once every database is open, the start-up code is behind us.
+		OnReady: pageOutExecutable,
 	}
 	for _, p := range paths {
 		if err := w.Add(p, names[p]); err != nil {
