@@ -416,18 +416,10 @@ func (d *DB) snapshot(ctx context.Context, captureFirst bool) error {
 			return err
 		}
 	}
-	pin := d.pins[d.cur]
-	if err := pin.end(); err != nil {
-		return err
-	}
-	if err := pin.begin(); err != nil {
-		return err
-	}
-	h, err := d.readIndex()
+	h, err := d.repin(nil)
 	if err != nil {
 		return err
 	}
-	d.atZero, d.pinnedAt = h.NBackfill == h.MaxFrame, h.MaxFrame
 	// The snapshot holds every commit up to this instant: its time.
 	pinned := d.now()
 	view := &pageView{db: d.dbf, pageSize: d.st.PageSize}
@@ -625,6 +617,30 @@ func (d *DB) cycle() error {
 	return nil
 }
 
+// repin ends the current pin's read transaction, runs between (when not
+// nil) on that connection, begins it again on the newest commit and
+// records where it now pins. Only with writers locked out (the caller holds
+// the write lock on the other pin), so no commit falls between the read of
+// the wal-index and the pin. Called with d.mu held.
+func (d *DB) repin(between func(p *pinConn)) (walIndexHeader, error) {
+	pin := d.pins[d.cur]
+	if err := pin.end(); err != nil {
+		return walIndexHeader{}, err
+	}
+	if between != nil {
+		between(pin)
+	}
+	if err := pin.begin(); err != nil {
+		return walIndexHeader{}, err
+	}
+	h, err := d.readIndex()
+	if err != nil {
+		return walIndexHeader{}, err
+	}
+	d.atZero, d.pinnedAt = h.NBackfill == h.MaxFrame, h.MaxFrame
+	return h, nil
+}
+
 // brake lets SQLite restart a WAL that an application writing without a
 // pause would otherwise grow without bound: SQLite restarts the WAL only
 // when a writer finds it fully checkpointed with no reader using it, and
@@ -647,19 +663,11 @@ func (d *DB) brake() error {
 	if _, err := d.capture(); err != nil {
 		return err
 	}
-	pin := d.pins[d.cur]
-	if err := pin.end(); err != nil {
-		return err
-	}
-	ckptErr := pin.exec("PRAGMA wal_checkpoint(PASSIVE)")
-	if err := pin.begin(); err != nil {
-		return err
-	}
-	h, err := d.readIndex()
+	var ckptErr error
+	h, err := d.repin(func(p *pinConn) { ckptErr = p.exec("PRAGMA wal_checkpoint(PASSIVE)") })
 	if err != nil {
 		return err
 	}
-	d.atZero, d.pinnedAt = h.NBackfill == h.MaxFrame, h.MaxFrame
 	d.setLastCapture(d.now())
 	if !d.atZero {
 		d.brakeAfter = d.now().Add(time.Second)

@@ -239,6 +239,16 @@ func (s *spool) setAside() (string, error) {
 	return dst, syncDir(s.dir)
 }
 
+// firstBefore returns the first entry waiting for upload whose name sorts
+// before target, or "" when everything before target is uploaded.
+func (s *spool) firstBefore(target string) (string, error) {
+	entries, err := s.entries()
+	if err != nil || len(entries) == 0 || entries[0].Name >= target {
+		return "", err
+	}
+	return entries[0].Name, nil
+}
+
 // remove deletes an uploaded entry.
 func (s *spool) remove(e spoolEntry) error {
 	if err := os.Remove(e.path(s)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -366,8 +376,7 @@ func WaitDurable(ctx context.Context, dbPath string, salt1, frame uint32) error 
 	s := &spool{dir: spoolDir(dbPath)}
 	for delay := time.Millisecond; ; delay = min(2*delay, 20*time.Millisecond) {
 		if st, err := s.loadState(); err == nil && st != nil && covers(dbPath, st.Pos, salt1, frame) {
-			target := entryName(st.NextSeq, false)
-			if entries, err := s.entries(); err == nil && (len(entries) == 0 || entries[0].Name >= target) {
+			if first, err := s.firstBefore(entryName(st.NextSeq, false)); err == nil && first == "" {
 				return nil
 			}
 		}

@@ -573,8 +573,8 @@ func (w *Watcher) uploadAll(ctx context.Context, d *DB) error {
 // interval, and a look due). It never blocks; before the watcher is ready
 // it does nothing.
 func (w *Watcher) Kick(path string) {
-	d := w.byFile[path]
-	if d == nil || !w.ready.Load() || w.stopping.Load() {
+	d := w.live(path)
+	if d == nil {
 		return
 	}
 	batching := time.Since(time.Unix(0, d.lastCaptureNs.Load())) < w.SyncInterval && d.timerDue.Load() != 0
@@ -587,8 +587,8 @@ func (w *Watcher) Kick(path string) {
 // background, whatever the sync interval. It never blocks, and does nothing
 // while a flush is already under way.
 func (w *Watcher) Flush(path string) {
-	d := w.byFile[path]
-	if d == nil || !w.ready.Load() || w.stopping.Load() || !d.flushing.CompareAndSwap(false, true) {
+	d := w.live(path)
+	if d == nil || !d.flushing.CompareAndSwap(false, true) {
 		return
 	}
 	go func() {
@@ -598,13 +598,9 @@ func (w *Watcher) Flush(path string) {
 		if !d.opened || d.failed != nil {
 			return
 		}
-		if n, err := d.capture(); errors.Is(err, errDiscontinuity) {
-			if err := d.newGeneration(context.Background(), err.Error()); err != nil {
-				d.log.Error("new generation failed", "err", err)
-			}
-		} else if err != nil {
-			d.log.Error("capture failed; retrying on the next change", "err", err)
-		} else if n > 0 {
+		n, err := d.capture()
+		d.hookFailed(err)
+		if err == nil && n > 0 {
 			d.setLastCapture(d.now())
 		}
 	}()
@@ -613,17 +609,26 @@ func (w *Watcher) Flush(path string) {
 // KickNow is Kick even when a look is due: a checkpoint may be waiting
 // for the pin to move.
 func (w *Watcher) KickNow(path string) {
-	if d := w.byFile[path]; d != nil && w.ready.Load() && !w.stopping.Load() {
+	if d := w.live(path); d != nil {
 		w.enqueueSync(d)
 	}
+}
+
+// live returns the database at path (as given to Add) while the watcher
+// follows it: ready, not stopping; nil otherwise.
+func (w *Watcher) live(path string) *DB {
+	if d := w.byFile[path]; d != nil && w.ready.Load() && !w.stopping.Load() {
+		return d
+	}
+	return nil
 }
 
 // CatchUp captures everything committed to the database at path and moves
 // the pin to the WAL's end, now, in the caller's goroutine: a checkpoint
 // that follows can then copy every frame.
 func (w *Watcher) CatchUp(path string) {
-	d := w.byFile[path]
-	if d == nil || !w.ready.Load() || w.stopping.Load() {
+	d := w.live(path)
+	if d == nil {
 		return
 	}
 	d.mu.Lock()
@@ -631,7 +636,7 @@ func (w *Watcher) CatchUp(path string) {
 	if !d.opened || d.failed != nil {
 		return
 	}
-	d.cycleLogged()
+	d.hookFailed(d.cycle())
 	d.setLastCapture(d.now())
 }
 
@@ -641,8 +646,8 @@ func (w *Watcher) CatchUp(path string) {
 // that the next writer may restart the WAL. It returns at once when the
 // WAL is not fully checkpointed or the pin is at mark 0 already.
 func (w *Watcher) Unpin(path string) {
-	d := w.byFile[path]
-	if d == nil || !w.ready.Load() || w.stopping.Load() {
+	d := w.live(path)
+	if d == nil {
 		return
 	}
 	d.mu.Lock()
@@ -654,14 +659,15 @@ func (w *Watcher) Unpin(path string) {
 	if err != nil || h.NBackfill != h.MaxFrame {
 		return
 	}
-	d.cycleLogged()
+	d.hookFailed(d.cycle())
 }
 
-// cycleLogged captures and moves the pin for a caller that cannot return
-// an error (a VFS hook): a discontinuity starts a new generation, any
-// failure is logged and the next sync retries. Called with d.mu held.
-func (d *DB) cycleLogged() {
-	if err := d.cycle(); errors.Is(err, errDiscontinuity) {
+// hookFailed handles the error of a capture or cycle made for a caller
+// that cannot return one (a VFS hook), as sync does: a discontinuity
+// starts a new generation, any other failure is logged and the next sync
+// retries. Called with d.mu held.
+func (d *DB) hookFailed(err error) {
+	if errors.Is(err, errDiscontinuity) {
 		if err := d.newGeneration(context.Background(), err.Error()); err != nil {
 			d.log.Error("new generation failed", "err", err)
 		}
@@ -704,11 +710,11 @@ func (w *Watcher) Durable(ctx context.Context, path string) error {
 	w.enqueueSync(d) // moves the pin: checkpoints may go further
 	for {
 		ch := d.uploadSignal()
-		entries, err := d.spool.entries()
+		first, err := d.spool.firstBefore(target)
 		if err != nil {
 			return err
 		}
-		if len(entries) == 0 || entries[0].Name >= target {
+		if first == "" {
 			return nil
 		}
 		if err := d.failedErr(); err != nil {
@@ -716,7 +722,7 @@ func (w *Watcher) Durable(ctx context.Context, path string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("database %s: waiting for %s to reach the bucket: %w", path, entries[0].Name, ctx.Err())
+			return fmt.Errorf("database %s: waiting for %s to reach the bucket: %w", path, first, ctx.Err())
 		case <-ch:
 		case <-time.After(time.Second): // an upload retried by another path
 		}

@@ -563,14 +563,8 @@ func acquire(id int64, mxFrame, nBackfill uint32) {
 		// The replicating process (if any) captures this commit at once.
 		replicate.RequestFlush(d.path) //nolint:errcheck // without it the commit waits the sync interval
 	}
-	for {
-		d.mu.Lock()
-		starting := d.starting
-		d.mu.Unlock()
-		if !starting {
-			break
-		}
-		time.Sleep(time.Millisecond) // another goroutine is taking over
+	if d.waitStarted(context.Background()) != nil {
+		return // another goroutine of this process took over meanwhile
 	}
 	if replicate.OwnedElsewhere(d.path) {
 		return
