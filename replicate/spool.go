@@ -26,6 +26,9 @@ import (
 //	state.json                   capture position, generation, next sequence number
 //	<seq>.0.snapshot             a snapshot object waiting for upload
 //	<seq>.1.segment              a segment object waiting for upload
+//	owner.lock                   flock of the process that follows the database (lockOwner)
+//	changed, flush               touched by other processes that committed (Nudge, RequestFlush)
+//	bucket-index.json            the last <name>/state.json written to the bucket (index.go)
 //
 // Names sort in upload order: a generation's snapshot (Seq = the first
 // segment continuing it) goes before that segment. Every file is written
@@ -33,7 +36,7 @@ import (
 // state.json moves past it; so after any crash the spool holds every
 // captured frame, and state.json is at most one object behind (recovered by
 // reading that object). The uploader deletes a file only once the bucket
-// holds it. The VFS capture (vfs/) feeds the same spool.
+// holds it. The VFS (vfs/) runs the same follower, so it feeds the same spool.
 
 const (
 	stateFileName  = "state.json"
