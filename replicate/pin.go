@@ -48,9 +48,11 @@ func (p *pinConn) exec(q string) error {
 	return nil
 }
 
-// begin opens a read transaction on the newest commit.
+// begin opens a read transaction on the newest commit. Reading the
+// schema cookie starts it without parsing the schema, which a connection
+// opened for one cycle (DB.spare) would otherwise do each time.
 func (p *pinConn) begin() error {
-	if err := p.exec("BEGIN; SELECT count(*) FROM sqlite_master"); err != nil {
+	if err := p.exec("BEGIN; PRAGMA schema_version"); err != nil {
 		p.exec("ROLLBACK") //nolint:errcheck // ends whatever BEGIN started
 		return fmt.Errorf("begin read transaction on %s: %w", p.path, err)
 	}

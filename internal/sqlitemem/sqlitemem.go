@@ -1,7 +1,7 @@
 // Package sqlitemem makes every SQLite connection of this process small.
 //
-// `walsync watch` keeps two idle SQLite connections per database to pin the
-// WAL (replicate/ explains why). With SQLite's defaults each of them costs
+// `walsync watch` keeps an idle SQLite connection per database to pin the
+// WAL, and a second one while it moves the pin (replicate/ explains why). With SQLite's defaults each of them costs
 // about 150 KB of heap: 48 KB of lookaside memory allocated at open, and a
 // bulk allocation of 20 page-cache slots (about 87 KB at 4 KiB pages) at the
 // first page read, whatever cache_size says. Measured with
