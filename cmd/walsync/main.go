@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 
+	// One glibc malloc arena for the whole process (see the package).
+	_ "github.com/walsync/walsync/internal/mallocarena"
 	"github.com/walsync/walsync/internal/sqlitemem"
 )
 
