@@ -144,12 +144,106 @@ func TestOpenCapturesCheckpointedFramesBeforeWritersResume(t *testing.T) {
 	if d.gen != gen {
 		t.Fatalf("a WAL restart after everything was captured started a new generation")
 	}
+	uploadAndCompare(t, w, d, src)
+}
+
+// Between commits a database holds one SQLite connection, the pin: the
+// spare that moves it is closed after each cycle. Closing it must not drop
+// the pin's locks (POSIX locks belong to the process): an application's
+// TRUNCATE checkpoint must still find the pin reading and be refused,
+// round after round, and the restore is exact.
+func TestOneConnectionBetweenCommits(t *testing.T) {
+	src, app, st := newIndexSource(t)
+	w := &Watcher{Storage: st}
+	ctx := context.Background()
+	d := newTestDB(t, w, src)
+	mustExec(t, app, "PRAGMA busy_timeout=0") // the checkpoint below must not wait for the pin
+	for round := 0; round < 5; round++ {
+		mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+		if err := d.sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if d.pins[d.cur] == nil || !d.pins[d.cur].open || d.pins[1-d.cur] != nil {
+			t.Fatalf("round %d: pin open=%v, spare connection %v; want the pin reading and no spare",
+				round, d.pins[d.cur] != nil && d.pins[d.cur].open, d.pins[1-d.cur] != nil)
+		}
+		var busy, logFrames, ckpt int
+		if err := app.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &ckpt); err != nil {
+			t.Fatal(err)
+		}
+		if busy != 1 {
+			t.Fatalf("round %d: TRUNCATE checkpoint went through (busy=%d, log=%d): the pin no longer holds its read lock", round, busy, logFrames)
+		}
+	}
+	uploadAndCompare(t, w, d, src)
+}
+
+// The pin moves when a checkpoint needs it, not after every capture: a
+// small commit leaves it where it is; a checkpoint that has copied every
+// frame up to it moves it to the WAL's end; a fully checkpointed WAL moves
+// it to read mark 0, so that the application's next write restarts the
+// WAL, in the same generation. The restore is exact.
+func TestPinMovesWhenACheckpointNeedsIt(t *testing.T) {
+	src, app, st := newIndexSource(t)
+	mustExec(t, app, "PRAGMA wal_autocheckpoint=0")
+	w := &Watcher{Storage: st}
+	ctx := context.Background()
+	d := newTestDB(t, w, src)
+	gen := d.gen
+	syncNow := func(step string) walIndexHeader {
+		t.Helper()
+		if err := d.sync(ctx); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		h, err := d.readIndex()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.st.Pos.Frame != h.MaxFrame {
+			t.Fatalf("%s: captured up to frame %d, the WAL ends at %d", step, d.st.Pos.Frame, h.MaxFrame)
+		}
+		return h
+	}
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(100))")
+	syncNow("first commit")
+	pinned := d.pinnedAt
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(100))")
+	h := syncNow("second commit")
+	if d.pinnedAt != pinned {
+		t.Fatalf("a small commit with no checkpoint waiting moved the pin from %d to %d", pinned, d.pinnedAt)
+	}
+	mustExec(t, app, "PRAGMA wal_checkpoint(PASSIVE)") // copies up to the pin only
+	syncNow("checkpoint stopped at the pin")
+	if d.pinnedAt != h.MaxFrame {
+		t.Fatalf("after a checkpoint stopped at the pin (frame %d): pinned at %d, want %d", pinned, d.pinnedAt, h.MaxFrame)
+	}
+	mustExec(t, app, "PRAGMA wal_checkpoint(PASSIVE)") // now copies everything
+	syncNow("fully checkpointed")
+	if !d.atZero {
+		t.Fatalf("a fully checkpointed WAL left the pin at frame %d, not read mark 0", d.pinnedAt)
+	}
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(100))") // restarts the WAL
+	h = syncNow("after the restart")
+	if d.gen != gen {
+		t.Fatalf("the restart started a new generation")
+	}
+	if h.MaxFrame > 2 {
+		t.Fatalf("the WAL was not restarted: it ends at frame %d", h.MaxFrame)
+	}
+	uploadAndCompare(t, w, d, src)
+}
+
+// uploadAndCompare uploads what d spooled and checks that a restore of
+// "app" is the source after PRAGMA wal_checkpoint(TRUNCATE), byte for byte.
+func uploadAndCompare(t *testing.T, w *Watcher, d *DB, src string) {
+	t.Helper()
+	ctx := context.Background()
 	if err := w.uploadAll(ctx, d); err != nil {
 		t.Fatal(err)
 	}
 	want := checkpointedCopy(t, src)
 	out := filepath.Join(t.TempDir(), "out.db")
-	if _, err := (&restore.Restorer{Storage: st}).Restore(ctx, "app", out, restore.Options{}); err != nil {
+	if _, err := (&restore.Restorer{Storage: w.Storage}).Restore(ctx, "app", out, restore.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(out); string(got) != string(want) {
