@@ -660,13 +660,16 @@ func (d *DB) spare() (*pinConn, error) {
 }
 
 // dropSpare closes the spare connection, ending its transaction (which
-// lets writers go when it held the write lock).
+// lets writers go when it held the write lock); with Watcher.KeepSpare it
+// only ends the transaction, unless that fails.
 func (d *DB) dropSpare() {
 	i := 1 - d.cur
-	if p := d.pins[i]; p != nil {
-		p.close() //nolint:errcheck // closing ends its transaction either way
-		d.pins[i] = nil
+	p := d.pins[i]
+	if p == nil || (d.w.KeepSpare && p.end() == nil) {
+		return
 	}
+	p.close() //nolint:errcheck // closing ends its transaction either way
+	d.pins[i] = nil
 }
 
 // repin ends the current pin's read transaction, runs between (when not

@@ -2,6 +2,7 @@ package replicate
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -148,34 +149,41 @@ func TestOpenCapturesCheckpointedFramesBeforeWritersResume(t *testing.T) {
 }
 
 // Between commits a database holds one SQLite connection, the pin: the
-// spare that moves it is closed after each cycle. Closing it must not drop
+// spare that moves it is closed after each cycle (kept open, idle, with
+// Watcher.KeepSpare, as the VFS sets it). Closing it must not drop
 // the pin's locks (POSIX locks belong to the process): an application's
 // TRUNCATE checkpoint must still find the pin reading and be refused,
 // round after round, and the restore is exact.
 func TestOneConnectionBetweenCommits(t *testing.T) {
-	src, app, st := newIndexSource(t)
-	w := &Watcher{Storage: st}
-	ctx := context.Background()
-	d := newTestDB(t, w, src)
-	mustExec(t, app, "PRAGMA busy_timeout=0") // the checkpoint below must not wait for the pin
-	for round := 0; round < 5; round++ {
-		mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
-		if err := d.sync(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if d.pins[d.cur] == nil || !d.pins[d.cur].open || d.pins[1-d.cur] != nil {
-			t.Fatalf("round %d: pin open=%v, spare connection %v; want the pin reading and no spare",
-				round, d.pins[d.cur] != nil && d.pins[d.cur].open, d.pins[1-d.cur] != nil)
-		}
-		var busy, logFrames, ckpt int
-		if err := app.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &ckpt); err != nil {
-			t.Fatal(err)
-		}
-		if busy != 1 {
-			t.Fatalf("round %d: TRUNCATE checkpoint went through (busy=%d, log=%d): the pin no longer holds its read lock", round, busy, logFrames)
-		}
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("KeepSpare=%v", keep), func(t *testing.T) {
+			src, app, st := newIndexSource(t)
+			w := &Watcher{Storage: st, KeepSpare: keep}
+			ctx := context.Background()
+			d := newTestDB(t, w, src)
+			mustExec(t, app, "PRAGMA busy_timeout=0") // the checkpoint below must not wait for the pin
+			for round := 0; round < 5; round++ {
+				mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+				mustExec(t, app, "PRAGMA wal_checkpoint(PASSIVE)") // up to the pin: the next sync moves it
+				if err := d.sync(ctx); err != nil {
+					t.Fatal(err)
+				}
+				pin, spare := d.pins[d.cur], d.pins[1-d.cur]
+				if pin == nil || !pin.open || (spare != nil) != keep || (spare != nil && spare.open) {
+					t.Fatalf("round %d: pin open=%v, spare connection %v (in a transaction: %v); want the pin reading and the spare %s",
+						round, pin != nil && pin.open, spare != nil, spare != nil && spare.open, map[bool]string{false: "closed", true: "open, idle"}[keep])
+				}
+				var busy, logFrames, ckpt int
+				if err := app.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &ckpt); err != nil {
+					t.Fatal(err)
+				}
+				if busy != 1 {
+					t.Fatalf("round %d: TRUNCATE checkpoint went through (busy=%d, log=%d): the pin no longer holds its read lock", round, busy, logFrames)
+				}
+			}
+			uploadAndCompare(t, w, d, src)
+		})
 	}
-	uploadAndCompare(t, w, d, src)
 }
 
 // The pin moves when a checkpoint needs it, not after every capture: a

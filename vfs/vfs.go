@@ -361,6 +361,7 @@ func (d *database) run() error {
 		ShutdownTimeout:  orDefault(d.cfg.opts.CloseTimeout, 10*time.Second),
 		Owner:            "the walsync VFS in " + processName(),
 		SpoolNotify:      true, // its own commits come through Kick
+		KeepSpare:        true, // pin moves come from the committing thread
 		OnReady:          func() { close(ready) },
 	}
 	if err := w.Add(d.path, d.cfg.name); err != nil {
