@@ -22,6 +22,9 @@
 #    PRAGMA wal_checkpoint(TRUNCATE); and, to show what writing the output
 #    costs on this machine, dd of as many bytes into a new file, through
 #    the page cache and with O_DIRECT. The table shows the medians.
+#    The CPU time of each raw GET (bench/rawio) and each restore, and
+#    MinIO's CPU time meanwhile (/proc/PID/stat), show what share of the
+#    machine each one needs: both share the same cores.
 #
 # Every write (restore, dd) starts SETTLE seconds after the last file was
 # deleted: on the project's VM, memory freed a few seconds ago has been
@@ -134,24 +137,34 @@ sync
 mibs() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / s / 1048576 }'; }
 median() { sort -g | awk '{ v[NR] = $0 } END { print v[int((NR + 1) / 2)] }'; }
 
+# miniocpu prints MinIO's CPU time so far (user+sys, in clock ticks).
+miniocpu() { awk '{ print $14 + $15 }' "/proc/$WALSYNC_TEST_MINIO_PID/stat"; }
+ticks=$(getconf CLK_TCK)
 # rawget LABEL PREFIX N: one raw GET of every object under PREFIX, N at a
-# time; appends "seconds" to $work/LABEL and prints "bytes objects".
+# time; appends "seconds client_cpu_seconds minio_cpu_seconds" to
+# $work/LABEL and prints "bytes objects".
 rawget() {
-	local out
-	out=$(bin/rawio -endpoint "$ep" -bucket bench getall "$2" -parallel "$3")
-	echo "$out" | awk '{ print $3 }' >>"$work/$1"
+	local out m0 m1
+	m0=$(miniocpu)
+	/usr/bin/time -f "%U %S" -o "$work/rawtime" bin/rawio -endpoint "$ep" -bucket bench getall "$2" -parallel "$3" >"$work/rawout"
+	m1=$(miniocpu)
+	out=$(cat "$work/rawout")
+	echo "$out $(cat "$work/rawtime") $m0 $m1" | awk -v t="$ticks" '{ printf "%s %.2f %.2f\n", $3, $(NF-3) + $(NF-2), ($NF - $(NF-1)) / t }' >>"$work/$1"
 	echo "$out" | awk '{ print $2, $5 }'
 }
 # restore LABEL BINARY ARGS...: one restore under GNU time, compared with
-# the source; appends "seconds maxrss_kib cpu_seconds" to $work/LABEL.
+# the source; appends "seconds maxrss_kib cpu_seconds minio_cpu_seconds"
+# to $work/LABEL.
 restore() {
-	local label=$1 bin=$2
+	local label=$1 bin=$2 m0 m1
 	shift 2
 	rm -f "$work/restored.db"
 	sleep "$SETTLE"
+	m0=$(miniocpu)
 	/usr/bin/time -f "%e %M %U %S" -o "$work/time" "$bin" restore big -o "$work/restored.db" -b "$bucket" --endpoint "$ep" "$@" >/dev/null
+	m1=$(miniocpu)
 	cmp "$work/big.db" "$work/restored.db" || { echo "$label: the restore differs from the source" >&2; exit 1; }
-	awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }' "$work/time" >>"$work/$label"
+	awk -v m="$(( m1 - m0 ))" -v t="$ticks" '{ printf "%s %s %.2f %.2f\n", $1, $2, $3 + $4, m / t }' "$work/time" >>"$work/$label"
 	rm -f "$work/restored.db"
 	sync
 }
@@ -187,14 +200,20 @@ med() { awk -v c="$2" '{ print $c }' "$work/$1" | median; }
 rawrow() { # label file bytes
 	local s
 	s=$(med "$2" 1)
-	echo "| $1 | $s s | $(mibs "$3" "$s") MiB/s |"
+	echo "| $1 | $s s | $(mibs "$3" "$s") MiB/s | $(med "$2" 2) s | $(med "$2" 3) s |"
 }
 restrow() { # label file
 	local s rss cpu
 	s=$(med "$2" 1)
 	rss=$(med "$2" 2)
 	cpu=$(med "$2" 3)
-	echo "| $1 | $s s | $(mibs "$stored" "$s") MiB/s stored, $(mibs "$dbbytes" "$s") MiB/s of database | $((rss / 1024)) MiB | $cpu s |"
+	echo "| $1 | $s s | $(mibs "$stored" "$s") MiB/s stored, $(mibs "$dbbytes" "$s") MiB/s of database | $((rss / 1024)) MiB | $cpu s | $(med "$2" 4) s |"
+}
+# cpurow LABEL FILE CLIENT_COLUMN MINIO_COLUMN: the CPU time of client and
+# MinIO together, and the shortest time those would take on every core.
+cpurow() {
+	awk -v c="$(med "$2" "$3")" -v m="$(med "$2" "$4")" -v n="$(nproc)" \
+		'BEGIN { printf "| %s | %.2f s | %.2f s |\n", "'"$1"'", c + m, (c + m) / n }'
 }
 ddrow() { # label file
 	echo "| $1 | $(med "$2" 1) s | $(mibs "$dbbytes" "$(med "$2" 1)") MiB/s | $(med "$2" 3) s |"
@@ -208,8 +227,8 @@ echo "| objects | stored bytes | database |"
 echo "|---|---|---|"
 echo "| $objects (1 snapshot, $segs segments) | $stored (snapshot $snapbytes, segments $segbytes) | $dbbytes bytes |"
 echo
-echo "| raw GET (bench/rawio getall) | time | throughput |"
-echo "|---|---|---|"
+echo "| raw GET (bench/rawio getall) | time | throughput | client CPU (user+sys) | MinIO CPU |"
+echo "|---|---|---|---|---|"
 rawrow "all objects, one at a time" rawseq "$stored"
 rawrow "all objects, $PARALLEL at a time" rawpar "$stored"
 rawrow "the snapshot alone" rawsnap "$snapbytes"
@@ -221,11 +240,16 @@ echo "|---|---|---|---|"
 ddrow "dd, through the page cache, then fsync" ddbuf
 ddrow "dd, O_DIRECT" dddirect
 echo
-echo "| walsync restore | time | throughput | peak RSS | CPU (user+sys) |"
-echo "|---|---|---|---|---|"
+echo "| walsync restore | time | throughput | peak RSS | CPU (user+sys) | MinIO CPU |"
+echo "|---|---|---|---|---|---|"
 restrow "--parallel $PARALLEL" par
 restrow "--parallel 1" seq
 if [ -n "$BASELINE" ]; then restrow "baseline ($BASELINE)" base; fi
+echo
+echo "| CPU of client and MinIO together | CPU | that CPU spread over $(nproc) cores |"
+echo "|---|---|---|"
+cpurow "raw GET, $PARALLEL at a time" rawpar 2 3
+cpurow "restore --parallel $PARALLEL" par 3 4
 echo
 echo "| ratio | value |"
 echo "|---|---|"

@@ -8,6 +8,7 @@
 #   WALSYNC_TEST_S3_ENDPOINT    http://127.0.0.1:PORT
 #   WALSYNC_TEST_S3_ACCESS_KEY  the root user of this server
 #   WALSYNC_TEST_S3_SECRET_KEY  its password (random for each run)
+#   WALSYNC_TEST_MINIO_PID      the server's process id (benchmarks read its CPU time)
 # and exits with CMD's status. MinIO's data directory is fresh for each run and
 # removed afterwards, whatever happens to CMD.
 #
@@ -171,6 +172,7 @@ run_with_minio() {
 	export WALSYNC_TEST_S3_ENDPOINT=http://127.0.0.1:$PORT
 	export WALSYNC_TEST_S3_ACCESS_KEY=$ACCESS_KEY
 	export WALSYNC_TEST_S3_SECRET_KEY=$SECRET_KEY
+	export WALSYNC_TEST_MINIO_PID=$MINIO_PID
 	local status=0
 	"$@" || status=$?
 	log "stopping MinIO (command exited with status $status)"
