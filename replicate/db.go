@@ -553,19 +553,19 @@ func (d *DB) sync(ctx context.Context) error {
 			return err
 		}
 	}
-	// Move the pin when a checkpoint is, or may be, waiting for it: it has
-	// copied every frame up to the pin while newer ones exist, or the pin
-	// has read mark 0 (which stops every checkpoint) and the WAL has frames;
-	// when everything is checkpointed and the pin still uses the WAL (a
-	// checkpoint waiting to restart or truncate the WAL waits for exactly
-	// that); and when the pin is pinLagFrames behind what is captured, so
-	// that SQLite's auto-checkpoint (1,000 frames by default) seldom finds
-	// it in the way. Not after every capture: each move opens a SQLite
-	// connection (DB.spare), which at 100 databases committing once a
-	// second was 12 % of the watcher's CPU.
+	// Move the pin when frames were captured (checkpoints may now go
+	// further) or when everything is checkpointed and the pin still uses
+	// the WAL (a checkpoint waiting to restart or truncate the WAL may be
+	// waiting for exactly that). After every capture, although each move
+	// opens a SQLite connection (DB.spare): a checkpoint run with a busy
+	// handler (RESTART, TRUNCATE, FULL) waits for the pin before it copies
+	// anything, and that wait leaves no trace walsync could see (the
+	// wal-index shows no progress; in-process locks are not visible to
+	// F_GETLK). Moving the pin only when the wal-index showed a checkpoint
+	// at it let an application's TRUNCATE right after a commit time out
+	// (python/tests, test_watch_in_process).
 	d.log.Debug("sync", "captured", n, "max_frame", h.MaxFrame, "backfill", h.NBackfill, "at_zero", d.atZero)
-	inTheWay := h.NBackfill < h.MaxFrame && (d.atZero || h.NBackfill >= d.pinnedAt)
-	if inTheWay || (n > 0 && h.MaxFrame-d.pinnedAt >= pinLagFrames) || (h.NBackfill == h.MaxFrame && !d.atZero) {
+	if n > 0 || (h.NBackfill == h.MaxFrame && !d.atZero) {
 		if err := d.cycle(); errors.Is(err, errDiscontinuity) {
 			return d.newGeneration(ctx, err.Error())
 		} else if err != nil {
@@ -632,10 +632,6 @@ func (d *DB) cycle() error {
 	}
 	return nil
 }
-
-// pinLagFrames is how far behind the captured frames sync lets the pin
-// fall before it moves it without a checkpoint waiting (see sync).
-const pinLagFrames = 256
 
 // spare returns the connection that does not hold the pin, opened for
 // the occasion: a cycle begins the next pin on it, and a snapshot, a brake
