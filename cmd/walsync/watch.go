@@ -93,6 +93,11 @@ func (c *WatchCommand) Run(ctx context.Context, args []string) error {
 		log.Info("replicating", "db", p, "name", names[p])
 	}
 	watchGC()
+	// The CLI's start-up (flags, the AWS configuration) is behind: without
+	// this page-out, the first snapshots of every database ran with the
+	// whole binary resident, and the process peaked at 25.4 MiB at 100
+	// databases (VmHWM) against 23.3 MiB with it.
+	pageOutExecutable()
 	return w.Run(ctx)
 }
 
