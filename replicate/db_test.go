@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/walsync/walsync/file"
-	"github.com/walsync/walsync/restore"
 )
 
 // newTestDB opens a follower for the database at src, as Watcher.Run does,
@@ -84,17 +83,7 @@ func TestSpoolRecoversSegmentAheadOfState(t *testing.T) {
 	if err := w.uploadAll(ctx, d); err != nil {
 		t.Fatal(err)
 	}
-	want := checkpointedCopy(t, src)
-	out := filepath.Join(t.TempDir(), "out.db")
-	res, err := (&restore.Restorer{Storage: st}).Restore(ctx, "app", out, restore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := os.ReadFile(out)
-	if string(got) != string(want) {
-		t.Fatalf("restore after spool recovery differs: got=%d bytes, want %d (segments %d)", len(got), len(want), res.Segments)
-	}
-	if res.Segments != 3 {
+	if res := restoreMatches(t, st, src); res.Segments != 3 {
 		t.Fatalf("segments applied: got=%d, want 3", res.Segments)
 	}
 }
@@ -158,7 +147,7 @@ func TestOpenCapturesCheckpointedFramesBeforeWritersResume(t *testing.T) {
 func TestOneConnectionBetweenCommits(t *testing.T) {
 	for _, keep := range []bool{false, true} {
 		t.Run(fmt.Sprintf("KeepSpare=%v", keep), func(t *testing.T) {
-			src, app, st := newIndexSource(t)
+			src, app, st := newSource(t)
 			w := &Watcher{Storage: st, KeepSpare: keep}
 			ctx := context.Background()
 			d := newTestDB(t, w, src)
@@ -193,7 +182,7 @@ func TestOneConnectionBetweenCommits(t *testing.T) {
 // wait shows nowhere, so sync moves the pin after every capture, and again
 // to read mark 0 once everything is checkpointed. The restore is exact.
 func TestTruncateRightAfterCommitGoesThrough(t *testing.T) {
-	src, app, st := newIndexSource(t)
+	src, app, st := newSource(t)
 	w := &Watcher{Storage: st}
 	ctx := context.Background()
 	d := newTestDB(t, w, src)
@@ -237,16 +226,8 @@ func TestTruncateRightAfterCommitGoesThrough(t *testing.T) {
 // "app" is the source after PRAGMA wal_checkpoint(TRUNCATE), byte for byte.
 func uploadAndCompare(t *testing.T, w *Watcher, d *DB, src string) {
 	t.Helper()
-	ctx := context.Background()
-	if err := w.uploadAll(ctx, d); err != nil {
+	if err := w.uploadAll(context.Background(), d); err != nil {
 		t.Fatal(err)
 	}
-	want := checkpointedCopy(t, src)
-	out := filepath.Join(t.TempDir(), "out.db")
-	if _, err := (&restore.Restorer{Storage: w.Storage}).Restore(ctx, "app", out, restore.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := os.ReadFile(out); string(got) != string(want) {
-		t.Fatalf("restore differs: got=%d bytes, want %d", len(got), len(want))
-	}
+	restoreMatches(t, w.Storage, src)
 }

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/walsync/walsync"
-	"github.com/walsync/walsync/file"
 	"github.com/walsync/walsync/restore"
 )
 
@@ -191,19 +190,6 @@ func replaceStored(t *testing.T, st walsync.Storage, key string, b []byte) {
 	}
 }
 
-func newIndexSource(t *testing.T) (string, *sql.DB, *file.Client) {
-	t.Helper()
-	src := filepath.Join(t.TempDir(), "app.db")
-	app := openApp(t, src)
-	mustExec(t, app, "PRAGMA journal_mode=wal")
-	mustExec(t, app, "CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)")
-	st, err := file.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return src, app, st
-}
-
 // storedBytes sums the sizes of name's snapshots and segments.
 func storedBytes(t *testing.T, st walsync.Storage, name string) int64 {
 	t.Helper()
@@ -224,7 +210,7 @@ func storedBytes(t *testing.T, st walsync.Storage, name string) int64 {
 // written only by Replace: once soon after the first upload and once at
 // shutdown (the interval, an hour here, holds back every other write).
 func TestIndexWrittenByWatcher(t *testing.T) {
-	src, app, fst := newIndexSource(t)
+	src, app, fst := newSource(t)
 	cs := &countingStorage{Storage: fst}
 	rw := startWatcher(t, &Watcher{Storage: cs, IndexInterval: time.Hour}, src, "app")
 	commitDurable(t, rw, app, src, 5)
@@ -268,7 +254,7 @@ func TestIndexWrittenByWatcher(t *testing.T) {
 // An idle database costs no request: once the index is written after the
 // last upload, nothing more is sent, however many intervals pass.
 func TestIndexIdleDatabaseCostsNothing(t *testing.T) {
-	src, app, fst := newIndexSource(t)
+	src, app, fst := newSource(t)
 	cs := &countingStorage{Storage: fst}
 	w := &Watcher{Storage: cs, IndexInterval: 10 * time.Millisecond}
 	rw := startWatcher(t, w, src, "app")
@@ -304,7 +290,7 @@ func TestIndexIdleDatabaseCostsNothing(t *testing.T) {
 // sum, list, restore and verify give the same answers as with the good
 // one; verify's index report names the condition.
 func TestIndexNotTheTruth(t *testing.T) {
-	src, app, st := newIndexSource(t)
+	src, app, st := newSource(t)
 	ctx := context.Background()
 	key := walsync.StateKey("app")
 	rw := startWatcher(t, &Watcher{Storage: st}, src, "app")

@@ -2,30 +2,18 @@ package replicate
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"sort"
 	"testing"
 	"time"
 
 	"github.com/walsync/walsync"
-	"github.com/walsync/walsync/file"
-	"github.com/walsync/walsync/restore"
 )
 
 // Objects made at known times by a follower with a fake clock; retention
 // keeps the newest snapshot at or before now-window and everything after
 // it, deletes the rest, and the newest state still restores exactly.
 func TestPrune(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "app.db")
-	app := openApp(t, src)
-	mustExec(t, app, "PRAGMA journal_mode=wal")
-	mustExec(t, app, "CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)")
-	st, err := file.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, app, st := newSource(t)
 	base := time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC)
 	clock := base
 	w := &Watcher{Storage: st, Now: func() time.Time { return clock }, SnapshotInterval: time.Second}
@@ -97,12 +85,5 @@ func TestPrune(t *testing.T) {
 	if res.Snapshots != 1 || res.Segments != 3 || snaps != 2 || segs != 4 {
 		t.Fatalf("after prune: deleted %+v, kept %d snapshots and %d segments (from %v to %v); want 1 snapshot and 3 segments deleted, 2 snapshots and 4 segments kept", res, snaps, segs, before, after)
 	}
-	want := checkpointedCopy(t, src)
-	out := filepath.Join(t.TempDir(), "out.db")
-	if _, err := (&restore.Restorer{Storage: st}).Restore(ctx, "app", out, restore.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := os.ReadFile(out); string(got) != string(want) {
-		t.Fatalf("restore after prune differs: got=%d bytes, want %d", len(got), len(want))
-	}
+	restoreMatches(t, st, src)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/walsync/walsync"
 	"github.com/walsync/walsync/file"
+	"github.com/walsync/walsync/restore"
 )
 
 func openApp(t *testing.T, path string) *sql.DB {
@@ -29,6 +30,37 @@ func mustExec(t *testing.T, db *sql.DB, q string) {
 	if _, err := db.Exec(q); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
+}
+
+// newSource creates app.db in WAL mode with a table t (id, b BLOB), opened
+// by the application, and an empty file bucket.
+func newSource(t *testing.T) (string, *sql.DB, *file.Client) {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "app.db")
+	app := openApp(t, src)
+	mustExec(t, app, "PRAGMA journal_mode=wal")
+	mustExec(t, app, "CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)")
+	st, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src, app, st
+}
+
+// restoreMatches restores "app" from st and fails the test unless the
+// result is the source after wal_checkpoint(TRUNCATE), byte for byte.
+func restoreMatches(t *testing.T, st walsync.Storage, src string) *restore.Result {
+	t.Helper()
+	want := checkpointedCopy(t, src)
+	out := filepath.Join(t.TempDir(), "out.db")
+	res, err := (&restore.Restorer{Storage: st}).Restore(context.Background(), "app", out, restore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(out); string(got) != string(want) {
+		t.Fatalf("restore differs: got=%d bytes, want %d (segments %d)", len(got), len(want), res.Segments)
+	}
+	return res
 }
 
 // checkpointedCopy copies the database and its WAL (not the wal-index) and
