@@ -404,18 +404,10 @@ func (d *DB) snapshot(ctx context.Context, captureFirst bool) error {
 	if err != nil {
 		return err
 	}
+	defer d.dropSpare() // lets writers go on every path; a second call does nothing
 	if err := lock.lockWriters(); err != nil {
-		d.dropSpare()
 		return err
 	}
-	locked := true
-	unlock := func() {
-		if locked {
-			d.dropSpare()
-			locked = false
-		}
-	}
-	defer unlock()
 	// Frames committed up to now: captured into the old position first,
 	// so a snapshot of the running generation loses nothing in between.
 	if captureFirst {
@@ -433,7 +425,7 @@ func (d *DB) snapshot(ctx context.Context, captureFirst bool) error {
 	if err := view.loadWAL(d.Path, d.shmf, d.walf); err != nil {
 		return err
 	}
-	unlock()
+	d.dropSpare() // writers go on while the pages are copied
 	if view.maxFrame == 0 {
 		fi, err := d.dbf.Stat()
 		if err != nil {
@@ -657,7 +649,7 @@ func (d *DB) spare() (*pinConn, error) {
 
 // dropSpare closes the spare connection, ending its transaction (which
 // lets writers go when it held the write lock); with Watcher.KeepSpare it
-// only ends the transaction, unless that fails.
+// only ends the transaction, unless that fails. A second call does nothing.
 func (d *DB) dropSpare() {
 	i := 1 - d.cur
 	p := d.pins[i]

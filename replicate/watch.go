@@ -600,16 +600,13 @@ func (w *Watcher) Flush(path string) {
 	}
 	go func() {
 		defer d.flushing.Store(false)
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		if !d.opened || d.failed != nil {
-			return
-		}
-		n, err := d.capture()
-		d.hookFailed(err)
-		if err == nil && n > 0 {
-			d.setLastCapture(d.now())
-		}
+		d.whileReplicating(func() {
+			n, err := d.capture()
+			d.hookFailed(err)
+			if err == nil && n > 0 {
+				d.setLastCapture(d.now())
+			}
+		})
 	}()
 }
 
@@ -634,17 +631,12 @@ func (w *Watcher) live(path string) *DB {
 // the pin to the WAL's end, now, in the caller's goroutine: a checkpoint
 // that follows can then copy every frame.
 func (w *Watcher) CatchUp(path string) {
-	d := w.live(path)
-	if d == nil {
-		return
+	if d := w.live(path); d != nil {
+		d.whileReplicating(func() {
+			d.hookFailed(d.cycle())
+			d.setLastCapture(d.now())
+		})
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if !d.opened || d.failed != nil {
-		return
-	}
-	d.hookFailed(d.cycle())
-	d.setLastCapture(d.now())
 }
 
 // Unpin moves the pin of the database at path to read mark 0 when the WAL
@@ -653,20 +645,26 @@ func (w *Watcher) CatchUp(path string) {
 // that the next writer may restart the WAL. It returns at once when the
 // WAL is not fully checkpointed or the pin is at mark 0 already.
 func (w *Watcher) Unpin(path string) {
-	d := w.live(path)
-	if d == nil {
-		return
+	if d := w.live(path); d != nil {
+		d.whileReplicating(func() {
+			if d.atZero {
+				return
+			}
+			if h, err := d.readIndex(); err == nil && h.NBackfill == h.MaxFrame {
+				d.hookFailed(d.cycle())
+			}
+		})
 	}
+}
+
+// whileReplicating runs f with d.mu held if d is still replicated: open,
+// and not failed. For the VFS hooks, which cannot return an error.
+func (d *DB) whileReplicating(f func()) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.opened || d.failed != nil || d.atZero {
-		return
+	if d.opened && d.failed == nil {
+		f()
 	}
-	h, err := d.readIndex()
-	if err != nil || h.NBackfill != h.MaxFrame {
-		return
-	}
-	d.hookFailed(d.cycle())
 }
 
 // hookFailed handles the error of a capture or cycle made for a caller
