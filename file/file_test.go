@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -231,6 +232,9 @@ type faultOS struct {
 
 var errInjected = errors.New("injected fault")
 
+// steps returns the operations seen so far, sorted.
+func (f *faultOS) steps() []string { return slices.Sorted(maps.Keys(f.seen)) }
+
 func (f *faultOS) check(op string) error {
 	f.seen[op] = true
 	if f.fail[op] {
@@ -313,11 +317,7 @@ func TestPutFaults(t *testing.T) {
 	if err := put(t, c, "app/wal/1.wal", []byte("frames")); err != nil {
 		t.Fatal(err)
 	}
-	var steps []string
-	for op := range probe.seen {
-		steps = append(steps, op)
-	}
-	slices.Sort(steps)
+	steps := probe.steps()
 	for _, want := range []string{
 		"put:create-temp", "put:create-temp:write", "put:create-temp:sync", "put:create-sidecar",
 		"put:create-sidecar:write", "put:create-sidecar:sync", "put:link", "put:rename-sidecar",
@@ -448,11 +448,7 @@ func TestReplaceFaults(t *testing.T) {
 	if err := replace(c, "app/state.json", data); err != nil {
 		t.Fatal(err)
 	}
-	var steps []string
-	for op := range probe.seen {
-		steps = append(steps, op)
-	}
-	slices.Sort(steps)
+	steps := probe.steps()
 	for _, want := range []string{
 		"replace:create-temp", "replace:create-temp:write", "replace:create-temp:sync", "replace:create-sidecar",
 		"replace:create-sidecar:write", "replace:create-sidecar:sync", "replace:rename-sidecar", "replace:rename-data",

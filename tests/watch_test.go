@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/walsync/walsync/internal/sqltest"
 )
 
 // watcher is a running `walsync watch` process.
@@ -551,17 +553,7 @@ func TestWatchContinuousWriter(t *testing.T) {
 	w := startWatch(t, tg.cli, tg.args(src)...)
 	app := openDB(t, src, "_synchronous=NORMAL")
 	app.SetMaxOpenConns(1)
-	var most int64
-	for i := 0; i < 60000; i++ {
-		exec1(t, app, "INSERT INTO t (batch, v) VALUES (?, 'x')", i)
-		if i%200 == 0 {
-			if fi, err := os.Stat(src + "-wal"); err == nil && fi.Size() > most {
-				most = fi.Size()
-			}
-		}
-	}
-	exec1(t, app, "UPDATE counter SET n = (SELECT count(*) FROM t)")
-	frames := most / (4096 + 24)
+	frames := sqltest.WriteWithoutPause(t, app, src+"-wal", 60000, 200)
 	t.Logf("60,000 commits without a pause: largest WAL %d frames", frames)
 	if frames > 40000 {
 		t.Errorf("WAL grew to %d frames: want walsync to let SQLite restart it past 10,000", frames)

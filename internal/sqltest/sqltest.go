@@ -1,13 +1,14 @@
 // Package sqltest holds what the end-to-end tests (tests/) and the VFS
 // tests (vfs/) both do to an SQLite database: write batches that expose a
-// torn transaction, and check a restored file against the independent
-// truth. Test code only.
+// torn transaction, write without a pause while watching the WAL's size,
+// and check a restored file against the independent truth. Test code only.
 package sqltest
 
 import (
 	"bytes"
 	"database/sql"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
@@ -54,6 +55,25 @@ func InsertBatches(t testing.TB, db *sql.DB, batch0, rows, per int) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// WriteWithoutPause commits n one-row transactions to table t of db (made
+// by Schema; 4096-byte pages) back to back, then sets counter.n to the row
+// count. It returns the largest the WAL at walPath was, in frames, looking
+// at its size every every commits.
+func WriteWithoutPause(t testing.TB, db *sql.DB, walPath string, n, every int) int64 {
+	t.Helper()
+	var most int64
+	for i := 0; i < n; i++ {
+		Exec(t, db, "INSERT INTO t (batch, v) VALUES (?, 'x')", i)
+		if i%every == 0 {
+			if fi, err := os.Stat(walPath); err == nil && fi.Size() > most {
+				most = fi.Size()
+			}
+		}
+	}
+	Exec(t, db, "UPDATE counter SET n = (SELECT count(*) FROM t)")
+	return most / (4096 + 24)
 }
 
 // CheckRestored verifies a restored database: integrity_check ok, and the
