@@ -242,6 +242,21 @@ func (ow *ObjectWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Flush writes out everything compressed so far as complete zstd blocks
+// (the frame stays open; later content may still refer back to it), so
+// that the bytes written up to now decode to all the content given so far.
+func (ow *ObjectWriter) Flush() error { return ow.enc.Flush() }
+
+// Abort gives up the object: nothing more is written, and the writer cannot
+// be used afterwards.
+func (ow *ObjectWriter) Abort() {
+	if ow.enc != nil {
+		ow.enc.Reset(nil)
+		encoders.Put(ow.enc)
+		ow.enc = nil
+	}
+}
+
 // Close flushes the compressed content and writes the trailer. The
 // writer cannot be used afterwards.
 func (ow *ObjectWriter) Close() error {

@@ -97,6 +97,8 @@ type DB struct {
 
 	brakeAfter time.Time // no brake before (after one that could not checkpoint everything)
 
+	seg  *openSegment // the segment being appended to (segment.go), or nil
+
 	lastActivity time.Time     // the WAL's size or time last changed
 	recheck      time.Duration // delay of the next look after activity
 	walSize      int64
@@ -315,6 +317,26 @@ func (d *DB) recoverSpool(st *spoolState) error {
 		return err
 	}
 	for _, e := range entries {
+		if e.Open {
+			// A segment being built when walsync stopped: seal what it holds.
+			r, err := d.spool.recoverOpen(e.Seq)
+			if errors.Is(err, errNoOpenHeader) {
+				d.log.Warn("removed an open segment with no readable header", "seq", e.Seq)
+				continue
+			} else if err != nil {
+				return err
+			}
+			if e.Seq < st.NextSeq || r.gen.String() != st.Generation {
+				continue
+			}
+			if r.frames > 0 {
+				st.Pos, st.NextSeq, st.Changed = r.end, e.Seq+1, true
+			} else {
+				st.Pos, st.NextSeq = r.start, e.Seq
+			}
+			d.log.Info("recovered an open segment", "seq", e.Seq, "frames", r.frames, "wal_frame", st.Pos.Frame)
+			continue
+		}
 		if e.Seq < st.NextSeq || e.Snapshot {
 			continue // snapshots are written with their state in one step
 		}
@@ -383,6 +405,10 @@ func (d *DB) newGeneration(ctx context.Context, reason string) error {
 		return err
 	}
 	d.log.Warn("starting a new generation", "reason", reason, "generation", gen.String())
+	// What the open segment holds belongs to the generation that ends.
+	if err := d.sealOpen(); err != nil {
+		return err
+	}
 	d.gen = gen
 	d.st.Generation = gen.String()
 	d.st.DBDevice, d.st.DBInode = d.dev, d.ino
@@ -513,8 +539,11 @@ func (d *DB) sync(ctx context.Context) error {
 	held := pending && (d.atZero || (h.NBackfill >= d.pinnedAt && h.MaxFrame > d.pinnedAt))
 	// A process waiting for its commit to be durable asked for it.
 	flush := pending && wait > 0 && !held && d.spool.flushRequested(d.lastCapture)
-	if wait <= 0 || held || flush || d.w.stopping.Load() {
-		if n, err = d.capture(); errors.Is(err, errDiscontinuity) {
+	// An open segment (Watcher.Batch) is sealed one sync interval after
+	// its first frames.
+	sealDue := d.seg != nil && d.now().Sub(d.seg.first) >= d.w.SyncInterval
+	if seal := wait <= 0 || flush || sealDue || d.w.stopping.Load(); seal || held {
+		if n, err = d.captureFrames(seal); errors.Is(err, errDiscontinuity) {
 			return d.newGeneration(ctx, err.Error())
 		} else if err != nil {
 			return err
@@ -527,6 +556,9 @@ func (d *DB) sync(ctx context.Context) error {
 		}
 	} else if pending {
 		d.w.syncAfter(d, wait)
+	}
+	if d.seg != nil {
+		d.w.syncAfter(d, max(d.w.SyncInterval-d.now().Sub(d.seg.first), 0))
 	}
 	// A WAL that grew past the limit: the application writes without the
 	// pause SQLite needs to restart it while walsync's pin is held.
@@ -611,8 +643,15 @@ func (d *DB) cycle() error {
 		return err
 	}
 	atZero := h.NBackfill == h.MaxFrame
-	if _, err := d.capture(); err != nil {
+	if _, err := d.captureFrames(false); err != nil {
 		return err
+	}
+	if atZero {
+		// The new pin does not stop a restart: what the open segment
+		// holds must be on disk before the WAL may be written over.
+		if err := d.barrier(); err != nil {
+			return err
+		}
 	}
 	if err := d.pins[d.cur].end(); err != nil {
 		return err
@@ -722,25 +761,43 @@ func (d *DB) brake() error {
 	return nil
 }
 
-// capture copies the frames committed after the position into one spool
-// segment and advances the position. It returns the number of frames.
-func (d *DB) capture() (int, error) {
+// capture copies the frames committed after the position into the spool
+// and seals them into a segment, with whatever an open segment held
+// before. It returns the number of frames.
+func (d *DB) capture() (int, error) { return d.captureFrames(true) }
+
+// captureFrames copies the frames committed after the position into the
+// open segment (segment.go) and advances the position; with seal, or
+// unless Watcher.Batch, the segment is then sealed for upload. It returns
+// the number of frames. Called with d.mu held.
+func (d *DB) captureFrames(seal bool) (int, error) {
+	seal = seal || !d.w.Batch
 	h, err := d.readIndex()
 	if err != nil {
 		return 0, err
+	}
+	sealIf := func() error {
+		if seal {
+			return d.sealOpen()
+		}
+		return nil
 	}
 	pos := d.st.Pos
 	if !pos.HeaderKnown || h.Salt1 != pos.Salt1 || h.Salt2 != pos.Salt2 {
 		// The WAL was restarted (one or more times) or had no header.
 		if h.MaxFrame == 0 {
-			return 0, nil // nothing written to the new WAL yet
+			return 0, sealIf() // nothing written to the new WAL yet
 		}
 		if !d.atZero {
 			return 0, fmt.Errorf("%w: the WAL was restarted while frames after %d may not have been captured", errDiscontinuity, pos.Frame)
 		}
 		wh, err := wal.ReadHeader(d.walf)
 		if err != nil || wh.Salt1 != h.Salt1 || wh.Salt2 != h.Salt2 {
-			return 0, nil // header not written yet; the next event brings it
+			return 0, sealIf() // header not written yet; the next event brings it
+		}
+		// A segment holds frames of one WAL: the open one ends here.
+		if err := d.sealOpen(); err != nil {
+			return 0, err
 		}
 		// No arithmetic on salts or checkpoint sequence: SQLite does not
 		// promise any (a connection that did not run recovery writes its
@@ -753,7 +810,7 @@ func (d *DB) capture() (int, error) {
 		d.st.Pos = pos
 	}
 	if h.MaxFrame == pos.Frame {
-		return 0, nil
+		return 0, sealIf()
 	}
 	if h.MaxFrame < pos.Frame {
 		return 0, fmt.Errorf("%w: the wal-index went back from frame %d to %d", errDiscontinuity, pos.Frame, h.MaxFrame)
@@ -767,65 +824,38 @@ func (d *DB) capture() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", errDiscontinuity, err)
 	}
-	seq := d.st.NextSeq
-	hdr := walsync.ObjectHeader{
-		Kind: walsync.KindByteSegment, Generation: d.gen, PageSize: d.st.PageSize,
-		WALSalt1: pos.Salt1, WALSalt2: pos.Salt2, WALCheckpointSeq: pos.CkptSeq, WALFrame: pos.Frame + 1,
-		WALChecksum1: pos.Cksum1, WALChecksum2: pos.Cksum2, WALBigEndian: pos.BigEndian,
-		Seq: seq, Created: d.now(),
+	if d.seg == nil {
+		if d.seg, err = d.startOpen(pos, d.st.NextSeq); err != nil {
+			return 0, err
+		}
 	}
-	end := pos
-	var n uint32
-	err = d.spool.writeFile(entryName(seq, false), func(w io.Writer) error {
-		f := w.(*os.File)
-		// The header is rewritten once the frame count is known; the
-		// content follows it, so write a placeholder first. No buffer:
-		// the zstd encoder writes whole blocks.
-		ow, err := walsync.NewObjectWriter(f, hdr)
-		if err != nil {
-			return err
-		}
-		for sc.Next() {
-			idx, fh, _ := sc.Frame()
-			if _, err := ow.Write(sc.FrameBytes()); err != nil {
-				return err
-			}
-			n++
-			if fh.IsCommit() {
-				c1, c2 := sc.Checksum()
-				end.Frame, end.Cksum1, end.Cksum2, end.DBPages = idx, c1, c2, fh.Commit
-			}
-			if idx == h.MaxFrame {
-				break
-			}
-		}
-		if err := sc.Err(); err != nil {
-			return err
-		}
-		if end.Frame != h.MaxFrame {
-			return fmt.Errorf("%w: the wal-index says frame %d is committed, the WAL's valid frames end at %d", errDiscontinuity, h.MaxFrame, end.Frame)
-		}
-		if err := ow.Close(); err != nil {
-			return err
-		}
-		hdr.FrameCount, hdr.PageCount = n, end.DBPages
-		hb, _ := hdr.MarshalBinary()
-		_, err = f.WriteAt(hb, 0)
-		return err
-	})
+	n, end, err := d.seg.appendFrames(sc, h.MaxFrame)
 	if err != nil {
+		// Keep what the open segment held before this append.
+		o := d.seg
+		o.ow.Abort()
+		terr := o.f.Truncate(o.good)
+		o.f.Close()
+		d.seg = nil
+		if terr != nil {
+			return 0, errors.Join(err, fmt.Errorf("spool: %w", terr))
+		}
+		if rerr := d.recoverOpen(o.seq); rerr != nil {
+			return 0, errors.Join(err, rerr)
+		}
 		return 0, err
 	}
+	d.seg.last = d.now()
 	d.st.Pos = end
-	d.st.NextSeq = seq + 1
 	d.st.Changed = true
-	if err := d.spool.saveState(d.st); err != nil {
+	d.w.metrics.addCaptured(int(n))
+	if err := sealIf(); err != nil {
 		return 0, err
 	}
-	d.committed.Store(d.st.NextSeq)
-	d.log.Debug("captured", "seq", seq, "frames", n, "wal_frame", end.Frame)
-	d.w.metrics.addCaptured(int(n))
-	d.w.notifyUpload(d)
+	if d.seg != nil {
+		// Sealed by the sync interval at the latest.
+		d.w.syncAfter(d, max(d.w.SyncInterval-d.now().Sub(d.seg.first), 0))
+	}
 	return int(n), nil
 }
 
@@ -883,6 +913,11 @@ func (d *DB) close() {
 }
 
 func (d *DB) closeFiles() {
+	if d.seg != nil {
+		if err := d.sealOpen(); err != nil {
+			d.log.Error("could not seal the open segment; the next start recovers it", "err", err)
+		}
+	}
 	// The owner lock goes first: a process that takes over then pins the
 	// WAL while our pins still hold it, so no writer can restart it over
 	// frames committed after our last capture (we capture nothing more).

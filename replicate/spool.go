@@ -179,6 +179,7 @@ type spoolEntry struct {
 	Name     string
 	Seq      uint64
 	Snapshot bool
+	Open     bool // an open segment (segment.go): not uploadable until sealed
 }
 
 func (e spoolEntry) path(s *spool) string { return filepath.Join(s.dir, e.Name) }
@@ -199,13 +200,15 @@ func (s *spool) entries() ([]spoolEntry, error) {
 	var out []spoolEntry
 	for _, de := range des {
 		n := de.Name()
-		var snap bool
+		var snap, open bool
 		var stem string
 		switch {
 		case strings.HasSuffix(n, snapshotSuffix):
 			snap, stem = true, strings.TrimSuffix(n, snapshotSuffix)
 		case strings.HasSuffix(n, segmentSuffix):
 			stem = strings.TrimSuffix(n, segmentSuffix)
+		case strings.HasSuffix(n, openSuffix):
+			open, stem = true, strings.TrimSuffix(n, openSuffix)
 		default:
 			continue
 		}
@@ -213,7 +216,7 @@ func (s *spool) entries() ([]spoolEntry, error) {
 		if err != nil {
 			continue
 		}
-		out = append(out, spoolEntry{Name: n, Seq: seq, Snapshot: snap})
+		out = append(out, spoolEntry{Name: n, Seq: seq, Snapshot: snap, Open: open})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil

@@ -67,6 +67,14 @@ type Watcher struct {
 	// which hears of its own commits through Kick: other processes nudge
 	// it. The poller still catches writers that do neither.
 	SpoolNotify bool
+	// Batch: captures made for the VFS hooks (Flush, CatchUp, Unpin) and
+	// those a checkpoint waiting for the pin asks for append to one open
+	// segment, sealed and uploaded one SyncInterval after its first
+	// frames (segment.go), instead of one segment each: for a watcher
+	// inside the application, whose hooks capture from the committing
+	// thread every few hundred frames. `walsync watch` seals every
+	// capture.
+	Batch bool
 	// KeepSpare keeps each database's second SQLite connection open
 	// between pin moves instead of opening it for each (DB.spare). For a
 	// watcher inside the application (the VFS), where pin moves come from
@@ -560,8 +568,8 @@ func (w *Watcher) uploadAll(ctx context.Context, d *DB) error {
 		return err
 	}
 	for _, e := range entries {
-		if (e.Snapshot && e.Seq >= d.snapCommitted.Load()) || (!e.Snapshot && e.Seq >= d.committed.Load()) {
-			break // not yet recorded in state.json; a later pass takes it
+		if e.Open || (e.Snapshot && e.Seq >= d.snapCommitted.Load()) || (!e.Snapshot && e.Seq >= d.committed.Load()) {
+			break // not yet sealed and recorded in state.json; a later pass takes it
 		}
 		if err := w.uploadEntry(ctx, d, e); err != nil {
 			return err
@@ -601,7 +609,7 @@ func (w *Watcher) Flush(path string) {
 	go func() {
 		defer d.flushing.Store(false)
 		d.whileReplicating(func() {
-			n, err := d.capture()
+			n, err := d.captureFrames(false)
 			d.hookFailed(err)
 			if err == nil && n > 0 {
 				d.setLastCapture(d.now())

@@ -362,6 +362,7 @@ func (d *database) run() error {
 		Owner:            "the walsync VFS in " + processName(),
 		SpoolNotify:      true, // its own commits come through Kick
 		KeepSpare:        true, // pin moves come from the committing thread
+		Batch:            true, // one segment per sync interval, not per hook capture
 		OnReady:          func() { close(ready) },
 	}
 	if err := w.Add(d.path, d.cfg.name); err != nil {

@@ -1,0 +1,371 @@
+package replicate
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/walsync/walsync"
+	"github.com/walsync/walsync/wal"
+)
+
+// A segment is built in the spool as an open file, <seq>.1.open, and
+// sealed into <seq>.1.segment, the object the uploader ships:
+//
+//   - capture appends the frames committed since the position, through one
+//     zstd stream (ObjectWriter) that is flushed after each append, so the
+//     file always decodes to every appended frame;
+//   - sealing writes the trailer, rewrites the header with the frame count,
+//     the database size and the time of the last append, fsyncs, renames,
+//     fsyncs the directory, and records the next number in state.json.
+//
+// `walsync watch` seals at every capture, as it always did: one capture,
+// one segment. A watcher inside the application (Watcher.Batch, the VFS)
+// appends the captures its commit hooks make from the committing thread
+// (Flush, CatchUp) and seals once per SyncInterval, so a writer without
+// pause costs one PUT a second instead of one per WAL restart, and the
+// committing thread never waits for a file creation, a rename or an
+// fsync. Until it is sealed, a segment's content is only in the page
+// cache; SQLite must not restart the WAL over those frames before they
+// are on disk (docs/SPEC.md, "The VFS"), so before a pin that lets the WAL
+// restart replaces one that does not, the open file is fsynced
+// (barrier, called by cycle).
+//
+// After a crash (of the process, or of the machine with some pages of the
+// open file lost) recoverOpen reads what the file holds, keeps the frames
+// up to the last commit whose WAL checksum chain verifies from the
+// header's position, and seals them; the position continues from there.
+// An open segment is never uploaded, so nothing in the bucket can differ
+// from what is captured again after a crash.
+
+const openSuffix = ".1.open"
+
+// openSegment is the segment being appended to.
+type openSegment struct {
+	seq       uint64
+	f         *os.File
+	cw        countingWriter
+	ow        *walsync.ObjectWriter
+	hdr       walsync.ObjectHeader // as written first; counts and time are set when sealed
+	end       position             // after the last frame appended
+	n         uint32               // frames appended
+	good      int64                // file size after the last complete append
+	synced    int64                // bytes known to be on disk
+	dirSynced bool                 // the file's directory entry is on disk
+	last      time.Time            // capture time of the last append
+	first     time.Time            // capture time of the first append
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func openName(seq uint64) string { return fmt.Sprintf("%020d%s", seq, openSuffix) }
+
+// startOpen creates the open segment for frames after pos, numbered seq.
+func (d *DB) startOpen(pos position, seq uint64) (*openSegment, error) {
+	path := filepath.Join(d.spool.dir, openName(seq))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: %w", path, err)
+	}
+	o := &openSegment{seq: seq, f: f, end: pos, first: d.now()}
+	o.cw.w = f
+	// PageCount holds the database size before the first frame until the
+	// segment is sealed, so that recovery knows the starting position.
+	o.hdr = walsync.ObjectHeader{
+		Kind: walsync.KindByteSegment, Generation: d.gen, PageSize: d.st.PageSize, PageCount: pos.DBPages,
+		WALSalt1: pos.Salt1, WALSalt2: pos.Salt2, WALCheckpointSeq: pos.CkptSeq, WALFrame: pos.Frame + 1,
+		WALChecksum1: pos.Cksum1, WALChecksum2: pos.Cksum2, WALBigEndian: pos.BigEndian,
+		Seq: seq, Created: o.first,
+	}
+	if o.ow, err = walsync.NewObjectWriter(&o.cw, o.hdr); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("spool %s: %w", path, err)
+	}
+	o.good = o.cw.n
+	return o, nil
+}
+
+// appendFrames appends the frames sc yields up to and including frame
+// last, which must end a commit, and returns how many and the position
+// after them. On error the segment is in an unknown state: the caller
+// recovers it (DB.recoverOpen).
+func (o *openSegment) appendFrames(sc *wal.Scanner, last uint32) (uint32, position, error) {
+	end := o.end
+	var n uint32
+	for sc.Next() {
+		idx, fh, _ := sc.Frame()
+		if _, err := o.ow.Write(sc.FrameBytes()); err != nil {
+			return 0, end, err
+		}
+		n++
+		if fh.IsCommit() {
+			c1, c2 := sc.Checksum()
+			end.Frame, end.Cksum1, end.Cksum2, end.DBPages = idx, c1, c2, fh.Commit
+		}
+		if idx == last {
+			break
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, end, err
+	}
+	if end.Frame != last {
+		return 0, end, fmt.Errorf("%w: the wal-index says frame %d is committed, the WAL's valid frames end at %d", errDiscontinuity, last, end.Frame)
+	}
+	if err := o.ow.Flush(); err != nil {
+		return 0, end, err
+	}
+	o.n += n
+	o.end = end
+	o.good = o.cw.n
+	return n, end, nil
+}
+
+// sealOpen seals the open segment, if any: it becomes <seq>.1.segment,
+// durable, recorded in state.json and handed to the uploader. On error
+// the file is recovered as after a crash (recoverOpen). Called with d.mu
+// held.
+func (d *DB) sealOpen() error {
+	o := d.seg
+	if o == nil {
+		return nil
+	}
+	d.seg = nil
+	if o.n == 0 {
+		o.ow.Abort()
+		o.f.Close()
+		return removeSynced(d.spool.dir, openName(o.seq))
+	}
+	err := o.ow.Close()
+	if err == nil {
+		hdr := o.hdr
+		hdr.FrameCount, hdr.PageCount, hdr.Created = o.n, o.end.DBPages, o.last
+		hb, _ := hdr.MarshalBinary()
+		_, err = o.f.WriteAt(hb, 0)
+	}
+	if err == nil {
+		err = o.f.Sync()
+	}
+	if cerr := o.f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(filepath.Join(d.spool.dir, openName(o.seq)), filepath.Join(d.spool.dir, entryName(o.seq, false)))
+	}
+	if err == nil {
+		err = syncDir(d.spool.dir)
+	}
+	if err != nil {
+		d.log.Warn("sealing a segment failed; recovering it", "seq", o.seq, "err", err)
+		return d.recoverOpen(o.seq)
+	}
+	return d.sealed(o.seq, o.n, o.end)
+}
+
+// sealed records that segment seq, ending at end, is in the spool.
+func (d *DB) sealed(seq uint64, frames uint32, end position) error {
+	d.st.Pos = end
+	d.st.NextSeq = seq + 1
+	d.st.Changed = true
+	if err := d.spool.saveState(d.st); err != nil {
+		return err
+	}
+	d.committed.Store(d.st.NextSeq)
+	d.log.Debug("captured", "seq", seq, "frames", frames, "wal_frame", end.Frame)
+	d.w.notifyUpload(d)
+	return nil
+}
+
+// barrier makes the open segment's frames durable: called before the WAL
+// may be restarted over them. Called with d.mu held.
+func (d *DB) barrier() error {
+	o := d.seg
+	if o == nil || (o.synced == o.good && o.dirSynced) {
+		return nil
+	}
+	if o.synced != o.good {
+		if err := o.f.Sync(); err != nil {
+			return fmt.Errorf("spool %s: %w", o.f.Name(), err)
+		}
+		o.synced = o.good
+	}
+	if !o.dirSynced {
+		if err := syncDir(d.spool.dir); err != nil {
+			return err
+		}
+		o.dirSynced = true
+	}
+	return nil
+}
+
+// dropOpen closes the open segment's file without sealing it (the file
+// stays for recoverOpen). Called with d.mu held.
+func (d *DB) dropOpen() {
+	if o := d.seg; o != nil {
+		o.ow.Abort()
+		o.f.Close()
+		d.seg = nil
+	}
+}
+
+// recoverOpen turns what the open file of segment seq holds into a sealed
+// segment (or removes it when it holds no whole commit) and continues the
+// position from its end. Called with d.mu held, d.seg nil.
+func (d *DB) recoverOpen(seq uint64) error {
+	r, err := d.spool.recoverOpen(seq)
+	if err != nil {
+		return err
+	}
+	if r.gen != d.gen {
+		return fmt.Errorf("%w: the open segment %d belongs to generation %s", errDiscontinuity, seq, r.gen)
+	}
+	d.log.Info("recovered an open segment", "seq", seq, "frames", r.frames, "wal_frame", r.end.Frame)
+	if r.frames == 0 {
+		d.st.Pos = r.start
+		d.st.NextSeq = seq
+		return d.spool.saveState(d.st)
+	}
+	return d.sealed(seq, r.frames, r.end)
+}
+
+// recovered is what recoverOpen found in an open segment.
+type recovered struct {
+	gen        walsync.Generation
+	start, end position // before the first frame, after the last one kept
+	frames     uint32   // frames kept and sealed (0: the file was removed)
+}
+
+// errNoOpenHeader: the open file's header is unreadable (the machine
+// crashed before it reached the disk).
+var errNoOpenHeader = errors.New("open segment without a readable header")
+
+// recoverOpen reads the open file of segment seq, keeps its frames up to
+// the last commit whose checksum chain verifies from the header's
+// position, writes them as the sealed segment and removes the open file.
+func (s *spool) recoverOpen(seq uint64) (recovered, error) {
+	path := filepath.Join(s.dir, openName(seq))
+	var r recovered
+	hdr, frames, end, err := scanOpen(path, 0)
+	if errors.Is(err, errNoOpenHeader) {
+		// Nothing of it can be used; the position is where state.json
+		// says (it was recorded when the segment before was sealed).
+		if rerr := removeSynced(s.dir, openName(seq)); rerr != nil {
+			return r, rerr
+		}
+		return r, err
+	} else if err != nil {
+		return r, err
+	}
+	r.gen = hdr.Generation
+	r.start = position{Salt1: hdr.WALSalt1, Salt2: hdr.WALSalt2, CkptSeq: hdr.WALCheckpointSeq, Frame: hdr.WALFrame - 1,
+		Cksum1: hdr.WALChecksum1, Cksum2: hdr.WALChecksum2, BigEndian: hdr.WALBigEndian, HeaderKnown: true, DBPages: hdr.PageCount}
+	r.end = r.start
+	if frames > 0 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return r, err
+		}
+		sealed := hdr
+		sealed.FrameCount, sealed.PageCount, sealed.Created = frames, end.DBPages, fi.ModTime()
+		err = s.writeFile(entryName(seq, false), func(w io.Writer) error {
+			ow, err := walsync.NewObjectWriter(w, sealed)
+			if err != nil {
+				return err
+			}
+			if _, _, _, err := scanOpen(path, frames, ow); err != nil {
+				ow.Abort()
+				return err
+			}
+			return ow.Close()
+		})
+		if err != nil {
+			return r, err
+		}
+		r.frames, r.end = frames, end
+		r.end.Salt1, r.end.Salt2, r.end.CkptSeq, r.end.BigEndian, r.end.HeaderKnown = hdr.WALSalt1, hdr.WALSalt2, hdr.WALCheckpointSeq, hdr.WALBigEndian, true
+	}
+	return r, removeSynced(s.dir, openName(seq))
+}
+
+// scanOpen reads the open segment file at path: its header, then frames
+// while the WAL checksum chain from the header's position verifies. It
+// returns the number of frames up to and including the last commit frame
+// and the position after it (frame, checksums, database size). With
+// limit > 0 it stops after limit frames and writes them to copyTo.
+func scanOpen(path string, limit uint32, copyTo ...io.Writer) (walsync.ObjectHeader, uint32, position, error) {
+	var hdr walsync.ObjectHeader
+	f, err := os.Open(path)
+	if err != nil {
+		return hdr, 0, position{}, err
+	}
+	defer f.Close()
+	hb := make([]byte, walsync.HeaderLen)
+	if _, err := io.ReadFull(f, hb); err != nil {
+		return hdr, 0, position{}, fmt.Errorf("%s: %w", path, errNoOpenHeader)
+	}
+	if err := hdr.UnmarshalBinary(hb); err != nil || hdr.Kind != walsync.KindByteSegment || hdr.WALFrame == 0 {
+		return hdr, 0, position{}, fmt.Errorf("%s: %w", path, errNoOpenHeader)
+	}
+	dec, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(16<<20))
+	if err != nil {
+		return hdr, 0, position{}, err
+	}
+	defer dec.Close()
+	frame := make([]byte, wal.FrameHeaderSize+int(hdr.PageSize))
+	c1, c2 := hdr.WALChecksum1, hdr.WALChecksum2
+	var n, kept uint32
+	end := position{Frame: hdr.WALFrame - 1, Cksum1: c1, Cksum2: c2, DBPages: hdr.PageCount}
+	for limit == 0 || n < limit {
+		// A frame cut short, a decoding error (the end of what reached
+		// the disk) or a broken chain all end the usable content.
+		if _, err := io.ReadFull(dec, frame); err != nil {
+			break
+		}
+		fh := wal.ParseFrameHeader(frame)
+		if fh.Salt1 != hdr.WALSalt1 || fh.Salt2 != hdr.WALSalt2 || fh.Pgno == 0 {
+			break
+		}
+		c1, c2 = wal.Checksum(hdr.WALBigEndian, c1, c2, frame[:8])
+		c1, c2 = wal.Checksum(hdr.WALBigEndian, c1, c2, frame[wal.FrameHeaderSize:])
+		if c1 != fh.Checksum1 || c2 != fh.Checksum2 {
+			break
+		}
+		n++
+		if len(copyTo) > 0 {
+			if _, err := copyTo[0].Write(frame); err != nil {
+				return hdr, 0, position{}, err
+			}
+		}
+		if fh.IsCommit() {
+			kept = n
+			end.Frame, end.Cksum1, end.Cksum2, end.DBPages = hdr.WALFrame+n-1, c1, c2, fh.Commit
+		}
+	}
+	if limit > 0 && n != limit {
+		return hdr, 0, position{}, fmt.Errorf("%s: %w: %d frames on the second reading, %d on the first", path, walsync.ErrFormat, n, limit)
+	}
+	return hdr, kept, end, nil
+}
+
+// removeSynced removes name from dir and makes the removal durable.
+func removeSynced(dir, name string) error {
+	if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return syncDir(dir)
+}
