@@ -97,7 +97,7 @@ type DB struct {
 
 	brakeAfter time.Time // no brake before (after one that could not checkpoint everything)
 
-	seg  *openSegment // the segment being appended to (segment.go), or nil
+	seg *openSegment // the segment being appended to (segment.go), or nil
 
 	lastActivity time.Time     // the WAL's size or time last changed
 	recheck      time.Duration // delay of the next look after activity

@@ -1,0 +1,253 @@
+package replicate
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/walsync/walsync"
+	"github.com/walsync/walsync/wal"
+)
+
+// hookCapture is what the VFS's Flush does: append to the open segment.
+func hookCapture(t *testing.T, d *DB) int {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, err := d.captureFrames(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// newBatchDB follows a new source with a Batch watcher whose interval
+// never comes by itself; the application does not checkpoint on its own.
+func newBatchDB(t *testing.T) (string, *sql.DB, *Watcher, *DB) {
+	t.Helper()
+	src, app, st := newSource(t)
+	mustExec(t, app, "PRAGMA wal_autocheckpoint=0")
+	w := &Watcher{Storage: st, Batch: true, SyncInterval: time.Hour}
+	return src, app, w, newTestDB(t, w, src)
+}
+
+// spooled lists the segment entries in d's spool: sealed and open.
+func spooled(t *testing.T, d *DB) (sealed, open []spoolEntry) {
+	t.Helper()
+	entries, err := d.spool.entries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		switch {
+		case e.Open:
+			open = append(open, e)
+		case !e.Snapshot:
+			sealed = append(sealed, e)
+		}
+	}
+	return sealed, open
+}
+
+// With Watcher.Batch, the captures of the hooks append to one open segment
+// that nothing uploads; the sync that the interval brings seals it, and
+// the restore from that one segment is exact. Without Batch every capture
+// is a segment of its own.
+func TestBatchAppendsUntilSealed(t *testing.T) {
+	for _, batch := range []bool{true, false} {
+		src, app, st := newSource(t)
+		w := &Watcher{Storage: st, Batch: batch, SyncInterval: time.Hour}
+		d := newTestDB(t, w, src)
+		for range 5 {
+			mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+			if n := hookCapture(t, d); n == 0 {
+				t.Fatal("captured no frame")
+			}
+		}
+		sealed, open := spooled(t, d)
+		if batch && (len(sealed) != 0 || len(open) != 1) {
+			t.Fatalf("batch: %d sealed and %d open segments before the interval, want 0 and 1", len(sealed), len(open))
+		}
+		if !batch && (len(sealed) != 5 || len(open) != 0) {
+			t.Fatalf("no batch: %d sealed and %d open segments, want 5 and 0", len(sealed), len(open))
+		}
+		if err := w.uploadAll(context.Background(), d); err != nil {
+			t.Fatal(err)
+		}
+		if _, open := spooled(t, d); batch && len(open) != 1 {
+			t.Fatal("the uploader took the open segment")
+		}
+		// The interval has passed (lastCapture is zero here): sync seals.
+		if err := d.sync(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if _, open := spooled(t, d); len(open) != 0 {
+			t.Fatalf("open segments after the sync: %d", len(open))
+		}
+		want := 1
+		if !batch {
+			want = 5
+		}
+		if err := w.uploadAll(context.Background(), d); err != nil {
+			t.Fatal(err)
+		}
+		if res := restoreMatches(t, st, src); res.Segments != want {
+			t.Fatalf("batch=%v: segments applied %d, want %d", batch, res.Segments, want)
+		}
+	}
+}
+
+// Before the pin moves to read mark 0 (after which the application may
+// restart the WAL over the frames), the open segment is on disk; across
+// the restart the open segment ends and a new one begins, and the restore
+// is exact.
+func TestBarrierBeforeRestart(t *testing.T) {
+	src, app, w, d := newBatchDB(t)
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+	hookCapture(t, d)
+	cycle := func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if err := d.cycle(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cycle() // the pin at the WAL's end: a checkpoint can copy everything
+	if d.seg == nil || d.seg.synced == d.seg.good {
+		t.Fatal("the open segment should not be synced yet")
+	}
+	mustExec(t, app, "PRAGMA wal_checkpoint(PASSIVE)")
+	cycle() // what the VFS's Unpin does: the new pin has read mark 0
+	if !d.atZero {
+		t.Fatal("the pin is not at read mark 0")
+	}
+	if d.seg.synced != d.seg.good || !d.seg.dirSynced {
+		t.Fatalf("open segment not on disk before the WAL may restart: synced %d of %d, directory %v", d.seg.synced, d.seg.good, d.seg.dirSynced)
+	}
+	first := d.seg.seq
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))") // restarts the WAL
+	hookCapture(t, d)
+	if d.seg == nil || d.seg.seq != first+1 {
+		t.Fatal("the restart did not end the open segment")
+	}
+	if err := d.sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	uploadAndCompare(t, w, d, src)
+}
+
+// A crash leaves the open segment with whatever reached the file: all of
+// it, part of the last append, only the header, or not even that. The
+// next start keeps the frames up to the last whole commit, continues the
+// same generation from there, captures the rest from the WAL again, and
+// the restore is exact.
+func TestOpenSegmentRecoveredAfterCrash(t *testing.T) {
+	cases := []struct {
+		name string
+		cut  func(firstAppend, size int64) int64 // the file size left
+		// The commits segment seq holds after the restart: those kept
+		// from the open file, or, when none were, both captured again
+		// from the WAL by the start itself.
+		commits int
+	}{
+		{"whole", func(_, size int64) int64 { return size }, 2},
+		{"last append cut short", func(first, size int64) int64 { return first + (size-first)/2 }, 1},
+		{"header only", func(int64, int64) int64 { return walsync.HeaderLen }, 2},
+		{"no header", func(int64, int64) int64 { return 10 }, 2},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			src, app, w, d := newBatchDB(t)
+			gen := d.gen
+			mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(30000))")
+			n1 := hookCapture(t, d)
+			firstAppend := d.seg.good
+			mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(30000))")
+			n2 := hookCapture(t, d)
+			seq, size := d.seg.seq, d.seg.good
+			// The crash: the open file stays as it is, unsealed.
+			d.mu.Lock()
+			d.dropOpen()
+			d.mu.Unlock()
+			d.close()
+			path := filepath.Join(spoolDir(src), openName(seq))
+			if err := os.Truncate(path, c.cut(firstAppend, size)); err != nil {
+				t.Fatal(err)
+			}
+
+			d = newTestDB(t, w, src)
+			if d.gen != gen {
+				t.Fatalf("generation after recovery: got=%s, want %s (the same)", d.gen, gen)
+			}
+			if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("open file left after recovery: %v", err)
+			}
+			sealed, _ := spooled(t, d)
+			var frames uint32
+			for _, e := range sealed {
+				if e.Seq == seq {
+					h, _, err := d.spool.segmentEnd(e)
+					if err != nil {
+						t.Fatal(err)
+					}
+					frames = h.FrameCount
+				}
+			}
+			want := uint32(n1)
+			if c.commits == 2 {
+				want += uint32(n2)
+			}
+			if frames != want {
+				t.Fatalf("segment %d has %d frames, want %d (%d commits)", seq, frames, want, c.commits)
+			}
+			mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+			if err := d.sync(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			uploadAndCompare(t, w, d, src)
+		})
+	}
+}
+
+// An append that fails part way (here the WAL's last frame no longer
+// matches its checksum: a writer that does not use SQLite) keeps what the
+// open segment held before it, sealed, and reports the discontinuity.
+func TestFailedAppendKeepsTheOpenSegment(t *testing.T) {
+	src, app, _, d := newBatchDB(t)
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+	hookCapture(t, d)
+	seq, end := d.seg.seq, d.st.Pos
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+	h, err := d.readIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(src+"-wal", os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("not what SQLite wrote"), wal.FrameOffset(d.st.PageSize, h.MaxFrame)+wal.FrameHeaderSize+100); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	d.mu.Lock()
+	_, err = d.captureFrames(false)
+	d.mu.Unlock()
+	if !errors.Is(err, errDiscontinuity) {
+		t.Fatalf("append over a damaged frame: got=%v, want a discontinuity", err)
+	}
+	if d.seg != nil || d.st.Pos != end || d.st.NextSeq != seq+1 {
+		t.Fatalf("after the failed append: open %v, position %+v (want %+v), next %d (want %d)", d.seg != nil, d.st.Pos, end, d.st.NextSeq, seq+1)
+	}
+	sealed, open := spooled(t, d)
+	if len(open) != 0 || len(sealed) != 1 || sealed[0].Seq != seq {
+		t.Fatalf("spool after the failed append: sealed %v, open %v", sealed, open)
+	}
+	if _, pos, err := d.spool.segmentEnd(sealed[0]); err != nil || pos != end {
+		t.Fatalf("sealed segment ends at %+v (%v), want %+v", pos, err, end)
+	}
+}
