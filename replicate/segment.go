@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -47,18 +48,19 @@ const openSuffix = ".1.open"
 
 // openSegment is the segment being appended to.
 type openSegment struct {
-	seq       uint64
-	f         *os.File
-	cw        countingWriter
-	ow        *walsync.ObjectWriter
-	hdr       walsync.ObjectHeader // as written first; counts and time are set when sealed
-	end       position             // after the last frame appended
-	n         uint32               // frames appended
-	good      int64                // file size after the last complete append
-	synced    int64                // bytes known to be on disk
-	dirSynced bool                 // the file's directory entry is on disk
-	last      time.Time            // capture time of the last append
-	first     time.Time            // capture time of the first append
+	seq            uint64
+	f              *os.File
+	cw             countingWriter
+	ow             *walsync.ObjectWriter
+	hdr            walsync.ObjectHeader // as written first; counts and time are set when sealed
+	end            position             // after the last frame appended
+	n              uint32               // frames appended
+	good           int64                // file size after the last complete append
+	synced         int64                // bytes known to be on disk
+	dirSynced      bool                 // the file's directory entry is on disk
+	dirSyncedAhead atomic.Bool          // set by syncAhead's goroutine
+	last           time.Time            // capture time of the last append
+	first          time.Time            // capture time of the first append
 }
 
 type countingWriter struct {
@@ -211,6 +213,37 @@ func (d *DB) barrier() error {
 		o.dirSynced = true
 	}
 	return nil
+}
+
+// syncAhead starts making the open segment durable in the background, so
+// that the barrier that follows soon (the pin's move after the checkpoint
+// SQLite runs right after CatchUp) finds nothing left to wait for. The
+// fsync runs without d.mu: captures may append meanwhile, and a seal may
+// close the file (the fsync then fails harmlessly; sealing syncs anyway).
+// Called with d.mu held.
+func (d *DB) syncAhead() {
+	o := d.seg
+	if o == nil || (o.synced == o.good && o.dirSynced) {
+		return
+	}
+	target := o.good
+	go func() {
+		err := o.f.Sync()
+		if err == nil && !o.dirSyncedAhead.Load() {
+			if err = syncDir(d.spool.dir); err == nil {
+				o.dirSyncedAhead.Store(true)
+			}
+		}
+		if err != nil {
+			return
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.seg == o {
+			o.synced = max(o.synced, target)
+			o.dirSynced = true
+		}
+	}()
 }
 
 // dropOpen closes the open segment's file without sealing it (the file

@@ -643,6 +643,9 @@ func (w *Watcher) CatchUp(path string) {
 		d.whileReplicating(func() {
 			d.hookFailed(d.cycle())
 			d.setLastCapture(d.now())
+			// The checkpoint that follows lets the WAL restart once the
+			// pin moves to mark 0: sync the open segment meanwhile.
+			d.syncAhead()
 		})
 	}
 }

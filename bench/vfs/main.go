@@ -10,6 +10,9 @@
 //     recorded it and uploaded everything (its state.json moved on and no
 //     spooled object is left).
 //
+// After the throughput rounds it prints how many segments each
+// vfs=walsync round uploaded.
+//
 // Every database is fresh; writes are single-row transactions with
 // synchronous=NORMAL (the usual WAL setting, and the one where any
 // per-commit overhead shows most) unless -batch says more rows.
@@ -95,6 +98,7 @@ func main() {
 		pprof.StartCPUProfile(f) //nolint:errcheck
 	}
 	var def, ws []float64
+	var segs []int
 	for r := 0; r < *rounds; r++ {
 		for _, walsyncVFS := range []bool{r%2 == 1, r%2 == 0} {
 			p := fresh()
@@ -109,6 +113,9 @@ func main() {
 			rate := throughput(p, params)
 			if walsyncVFS {
 				ws = append(ws, rate)
+				if !*fileBkt {
+					segs = append(segs, countObjects(client, bucket, fmt.Sprintf("run%d/app/wal/", n)))
+				}
 			} else {
 				def = append(def, rate)
 			}
@@ -121,6 +128,9 @@ func main() {
 	fmt.Printf("| insert throughput (transactions/s) | default VFS | vfs=walsync (async) | ratio |\n|---|---|---|---|\n")
 	fmt.Printf("| median of %d rounds | %.0f | %.0f | %.3f |\n", *rounds, md, mw, mw/md)
 	fmt.Printf("| rounds | %s | %s | |\n\n", rates(def), rates(ws))
+	if len(segs) > 0 {
+		fmt.Printf("segments uploaded per vfs=walsync round (%d transactions): %v\n\n", *commits, segs)
+	}
 
 	// 2. Sync commit latency.
 	p := fresh()
@@ -136,6 +146,20 @@ func main() {
 	fmt.Printf("| commit-to-durable lag, %d commits %v apart | p50 | p99 | max |\n|---|---|---|---|\n", *lagN, *spacing)
 	fmt.Printf("| vfs=walsync (async) | %s | %s | %s |\n", pct(vfsLag, 50), pct(vfsLag, 99), pct(vfsLag, 100))
 	fmt.Printf("| walsync watch | %s | %s | %s |\n", pct(watchLag, 50), pct(watchLag, 99), pct(watchLag, 100))
+}
+
+// countObjects counts the objects under prefix.
+func countObjects(client *s3api.Client, bucket, prefix string) int {
+	n := 0
+	p := s3api.NewListObjectsV2Paginator(client, &s3api.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(context.Background())
+		if err != nil {
+			log.Fatal(err)
+		}
+		n += len(page.Contents)
+	}
+	return n
 }
 
 func open(path, params string) *sql.DB {
