@@ -198,6 +198,11 @@ func (d *DB) open(ctx context.Context) error {
 		d.log.Warn("local state unreadable; starting a new generation", "err", err)
 		st = nil
 	}
+	if err := d.sealOpenEntries(st); err != nil {
+		d.closeFiles()
+		d.opened = false
+		return err
+	}
 	reason := d.resumable(st, hdr.PageSize)
 	if reason == "" {
 		if err := d.recoverSpool(st); err != nil {
@@ -309,6 +314,40 @@ func (d *DB) checkPosition(pos position) error {
 	return nil
 }
 
+// sealOpenEntries seals what every open segment in the spool holds (a
+// segment being built when walsync stopped, segment.go), whatever comes
+// next: the sealed segments are uploaded like any other, and st, when it
+// is the state of their generation and behind them, advances past them.
+// Called before the position is checked.
+func (d *DB) sealOpenEntries(st *spoolState) error {
+	entries, err := d.spool.entries()
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Open {
+			continue
+		}
+		r, err := d.spool.recoverOpen(e.Seq)
+		if errors.Is(err, errNoOpenHeader) {
+			d.log.Warn("removed an open segment with no readable header", "seq", e.Seq)
+			continue
+		} else if err != nil {
+			return err
+		}
+		d.log.Info("recovered an open segment", "seq", e.Seq, "frames", r.frames, "wal_frame", r.end.Frame)
+		if st == nil || e.Seq < st.NextSeq || r.gen.String() != st.Generation {
+			continue
+		}
+		if r.frames > 0 {
+			st.Pos, st.NextSeq, st.Changed = r.end, e.Seq+1, true
+		} else {
+			st.Pos, st.NextSeq = r.start, e.Seq
+		}
+	}
+	return nil
+}
+
 // recoverSpool advances st past objects that were spooled but not yet
 // recorded in state.json when walsync stopped.
 func (d *DB) recoverSpool(st *spoolState) error {
@@ -317,27 +356,7 @@ func (d *DB) recoverSpool(st *spoolState) error {
 		return err
 	}
 	for _, e := range entries {
-		if e.Open {
-			// A segment being built when walsync stopped: seal what it holds.
-			r, err := d.spool.recoverOpen(e.Seq)
-			if errors.Is(err, errNoOpenHeader) {
-				d.log.Warn("removed an open segment with no readable header", "seq", e.Seq)
-				continue
-			} else if err != nil {
-				return err
-			}
-			if e.Seq < st.NextSeq || r.gen.String() != st.Generation {
-				continue
-			}
-			if r.frames > 0 {
-				st.Pos, st.NextSeq, st.Changed = r.end, e.Seq+1, true
-			} else {
-				st.Pos, st.NextSeq = r.start, e.Seq
-			}
-			d.log.Info("recovered an open segment", "seq", e.Seq, "frames", r.frames, "wal_frame", st.Pos.Frame)
-			continue
-		}
-		if e.Seq < st.NextSeq || e.Snapshot {
+		if e.Seq < st.NextSeq || e.Snapshot || e.Open {
 			continue // snapshots are written with their state in one step
 		}
 		h, pos, err := d.spool.segmentEnd(e)

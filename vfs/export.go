@@ -52,7 +52,10 @@ func walsyncGoClose(id C.longlong) {
 }
 
 //export walsyncGoAcquire
-func walsyncGoAcquire(id C.longlong, mxFrame, nBackfill C.uint) {
+func walsyncGoAcquire(id C.longlong, mxFrame, nBackfill C.uint) (here C.int) {
 	defer recoverInto("write lock")
-	acquire(int64(id), uint32(mxFrame), uint32(nBackfill))
+	if acquire(int64(id), uint32(mxFrame), uint32(nBackfill)) {
+		here = 1
+	}
+	return here
 }

@@ -56,6 +56,7 @@ struct WsFile {
 	long long id;        /* Go's handle of the replicated database; 0: not replicated */
 	volatile unsigned char *shm0; /* region 0 of the wal-index, once mapped */
 	int writeLocked;     /* this connection holds the WAL write lock */
+	int replicatedHere;  /* Go said this process replicates the database (for good) */
 	unsigned int mxFrame, salt1; /* the wal-index header when the write lock was taken */
 };
 
@@ -194,7 +195,12 @@ static int wsShmLock(sqlite3_file *f, int offset, int n, int flags) {
 		unsigned int mx = 0, salt = 0, backfill = 0;
 		ws_header(w, &mx, &salt);
 		if (w->shm0) memcpy(&backfill, (const void *)(w->shm0 + WS_CKPT_NBACKFILL), 4);
-		walsyncGoAcquire(w->id, mx, backfill);
+		/* Once this process replicates the database, only the second
+		** case needs Go: a call per transaction would cost more than the
+		** rest of the shim. */
+		if (!w->replicatedHere || (mx > 0 && backfill == mx)) {
+			w->replicatedHere = walsyncGoAcquire(w->id, mx, backfill);
+		}
 	}
 	int rc = r->pMethods->xShmLock(r, offset, n, flags);
 	if (rc == SQLITE_OK && offset <= WS_WAL_WRITE_LOCK && WS_WAL_WRITE_LOCK < offset + n) {

@@ -544,10 +544,14 @@ func (d *database) waitStarted(ctx context.Context) *replicate.Watcher {
 // WAL, which SQLite does only when no reader uses it: the pin moves to
 // read mark 0 first (Watcher.Unpin), so the WAL stays as small as without
 // walsync instead of growing while the application writes without pause.
-func acquire(id int64, mxFrame, nBackfill uint32) {
+//
+// It reports whether this process replicates the database: it then does
+// for good (d.w is never reset; the last close ends the handle), and the
+// shim calls again only for a fully checkpointed WAL.
+func acquire(id int64, mxFrame, nBackfill uint32) bool {
 	d := lookup(id)
 	if d == nil {
-		return
+		return false
 	}
 	d.mu.Lock()
 	w, broken := d.w, d.broken
@@ -556,20 +560,20 @@ func acquire(id int64, mxFrame, nBackfill uint32) {
 		if mxFrame > 0 && nBackfill == mxFrame {
 			w.Unpin(d.path)
 		}
-		return
+		return true
 	}
 	if broken {
-		return
+		return false
 	}
 	if d.cfg.sync {
 		// The replicating process (if any) captures this commit at once.
 		replicate.RequestFlush(d.path) //nolint:errcheck // without it the commit waits the sync interval
 	}
 	if d.waitStarted(context.Background()) != nil {
-		return // another goroutine of this process took over meanwhile
+		return true // another goroutine of this process took over meanwhile
 	}
 	if replicate.OwnedElsewhere(d.path) {
-		return
+		return false
 	}
 	if err := d.start(); err != nil && !errors.Is(err, replicate.ErrOwned) {
 		d.log.Error("cannot replicate this database; writes go on unreplicated", "err", err)
@@ -577,6 +581,7 @@ func acquire(id int64, mxFrame, nBackfill uint32) {
 		d.broken = true
 		d.mu.Unlock()
 	}
+	return false // the next write asks again
 }
 
 // checkpoint is called when a connection released the checkpoint lock.
