@@ -21,7 +21,8 @@ FUZZ_TARGETS := \
 	.:FuzzParseKey \
 	.:FuzzParseDBHeader \
 	.:FuzzParseIndex \
-	./replicate:FuzzReadWALIndexHeader
+	./replicate:FuzzReadWALIndexHeader \
+	./replicate:FuzzScanOpen
 
 .PHONY: all build sysdeps test unit lint fuzz bench clean tools
 
