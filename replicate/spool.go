@@ -26,16 +26,19 @@ import (
 //	state.json                   capture position, generation, next sequence number
 //	<seq>.0.snapshot             a snapshot object waiting for upload
 //	<seq>.1.segment              a segment object waiting for upload
+//	<seq>.1.open                 the segment being appended to (segment.go), not uploadable
 //	owner.lock                   flock of the process that follows the database (lockOwner)
 //	changed, flush               touched by other processes that committed (Nudge, RequestFlush)
 //	bucket-index.json            the last <name>/state.json written to the bucket (index.go)
 //
 // Names sort in upload order: a generation's snapshot (Seq = the first
-// segment continuing it) goes before that segment. Every file is written
-// to a temporary name, fsynced, renamed, and the directory fsynced, before
-// state.json moves past it; so after any crash the spool holds every
-// captured frame, and state.json is at most one object behind (recovered by
-// reading that object). The uploader deletes a file only once the bucket
+// segment continuing it) goes before that segment. Every sealed object is
+// fsynced, renamed into place, and the directory fsynced, before
+// state.json moves past it; the open segment is fsynced before the WAL may
+// restart over its frames. So after any crash the spool holds every
+// captured frame the WAL no longer holds, state.json is at most one sealed
+// object behind (recovered by reading that object), and the open segment
+// is sealed up to its last verified commit (DB.sealOpenEntries). The uploader deletes a file only once the bucket
 // holds it. The VFS (vfs/) runs the same follower, so it feeds the same spool.
 
 const (
