@@ -3,10 +3,12 @@ package walsync
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,4 +156,41 @@ func FuzzParseDBHeader(f *testing.F) {
 			t.Fatalf("accepted page size %d", hdr.PageSize)
 		}
 	})
+}
+
+// Restore leaves the content's SHA-256 to verify and relies on zstd's own
+// frame checksum instead (ObjectReader.SkipContentSHA256): every object
+// must carry it. The frame header descriptor's bit 2 says so (RFC 8878,
+// 3.1.1.1.1), and a content byte changed under a valid frame is refused.
+func TestObjectsCarryFrameChecksums(t *testing.T) {
+	var buf bytes.Buffer
+	ow, err := NewObjectWriter(&buf, ObjectHeader{Kind: KindByteSnapshot, PageSize: 4096, PageCount: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := bytes.Repeat([]byte{7}, 4096)
+	if _, err := ow.Write(page); err != nil {
+		t.Fatal(err)
+	}
+	if err := ow.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	frame := b[HeaderLen:]
+	if binary.LittleEndian.Uint32(frame) != 0xFD2FB528 {
+		t.Fatalf("no zstd frame after the header: %x", frame[:4])
+	}
+	if frame[4]&0x04 == 0 {
+		t.Fatalf("frame header descriptor %08b: no content checksum", frame[4])
+	}
+	// The frame's last 4 bytes before the trailer are its checksum.
+	b[len(b)-TrailerLen-1] ^= 0x01
+	or, err := NewObjectReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	or.SkipContentSHA256()
+	if _, err := io.ReadAll(or); !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), "zstd frame checksum") {
+		t.Fatalf("read with a wrong frame checksum: got=%v, want ErrChecksum naming the zstd frame checksum", err)
+	}
 }

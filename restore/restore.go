@@ -262,7 +262,7 @@ func (r *Restorer) attempt(ctx context.Context, cat *catalog, b candidate, tmp *
 	w := newSnapshotWriter(tmp)
 	hdr, err := readSnapshot(ctx, func(ctx context.Context) (*opened, error) {
 		return openStored(ctx, r.Storage, b.ref.Key, progress)
-	}, b.ref, w)
+	}, b.ref, w, false)
 	fetch.snapshotDone()
 	if cerr := w.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("write restored database: %w", cerr)

@@ -37,7 +37,10 @@ const (
 // "checksum mismatch" names the cause better than a decoder's message.
 // A write error is reported at once (the rest of the object is not read).
 // The header is returned whenever it could be read, even with an error.
-func readSnapshot(ctx context.Context, open func(context.Context) (*opened, error), ref snapshotRef, dst io.Writer) (walsync.ObjectHeader, error) {
+// Without contentSHA the content's SHA-256 is not checked against the
+// trailer (restore: see walsync.ObjectReader.SkipContentSHA256); verify
+// checks it.
+func readSnapshot(ctx context.Context, open func(context.Context) (*opened, error), ref snapshotRef, dst io.Writer, contentSHA bool) (walsync.ObjectHeader, error) {
 	var none walsync.ObjectHeader
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -97,7 +100,7 @@ func readSnapshot(ctx context.Context, open func(context.Context) (*opened, erro
 		defer wg.Done()
 		defer close(dec)
 		rd := &blockReader{ctx: pctx, in: raw, free: rawFree, end: &readEnd}
-		decErr = decodeSnapshot(pctx, rd, o.info.Size, ref.Key, &hdr, &n, dec, decFree)
+		decErr = decodeSnapshot(pctx, rd, o.info.Size, ref.Key, contentSHA, &hdr, &n, dec, decFree)
 		// Whatever happened, stage 1 reads and hashes the rest of the
 		// stored bytes (the verdict comes first), unless cancelled.
 		io.Copy(io.Discard, rd)
@@ -134,13 +137,16 @@ func readSnapshot(ctx context.Context, open func(context.Context) (*opened, erro
 
 // decodeSnapshot is stage 2: it reads the object's header and content from
 // rd and sends the content in blocks taken from free.
-func decodeSnapshot(ctx context.Context, rd io.Reader, size int64, key string, hdr *walsync.ObjectHeader, n *int64,
+func decodeSnapshot(ctx context.Context, rd io.Reader, size int64, key string, contentSHA bool, hdr *walsync.ObjectHeader, n *int64,
 	out chan<- []byte, free <-chan []byte) error {
 	or, err := walsync.NewObjectReader(rd, size)
 	if err != nil {
 		return fmt.Errorf("%s: %w", key, err)
 	}
 	defer or.Close()
+	if !contentSHA {
+		or.SkipContentSHA256()
+	}
 	*hdr = or.Header
 	if hdr.Kind != walsync.KindByteSnapshot {
 		return fmt.Errorf("%s: %w: not a snapshot object", key, walsync.ErrFormat)

@@ -218,7 +218,7 @@ func verifyObject(ctx context.Context, st walsync.Storage, v *verified, buf *[]b
 	case walsync.KindSnapshot:
 		v.hdr, v.err = readSnapshot(ctx, func(ctx context.Context) (*opened, error) {
 			return openStored(ctx, st, v.key, p)
-		}, snapshotRef{Key: v.key, Time: v.time, Size: v.size}, io.Discard)
+		}, snapshotRef{Key: v.key, Time: v.time, Size: v.size}, io.Discard, true)
 		if v.err == nil {
 			v.end = snapshotPos(v.key, v.hdr)
 			// The key's time is the capture time's second, or a later

@@ -104,6 +104,20 @@ func TestVerifyProblems(t *testing.T) {
 			flip(t, s, s.snapKey, func(n int) int { return n / 2 })
 			return 2, []string{s.snapKey, "checksum mismatch"}
 		}},
+		{"content sha256 in a snapshot's trailer wrong, stored bytes' sha256 right", func(t *testing.T, s *source) (int, []string) {
+			// Restore leaves this check to verify (the content is as
+			// zstd's frame checksum says), verify makes it.
+			p := s.storedPath(s.snapKey)
+			b := readAll(t, p)
+			b[len(b)-5] ^= 0x01 // inside the trailer's content SHA-256
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p+".sha256", []byte(sha256Hex(b)+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return 2, []string{s.snapKey, "content sha256 differs from the trailer"}
+		}},
 		{"flipped byte in a segment's header magic", func(t *testing.T, s *source) (int, []string) {
 			flip(t, s, s.keys[0], func(int) int { return 9 })
 			return 3, []string{s.keys[0], "checksum mismatch"} // no readable header: a line of its own
