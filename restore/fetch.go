@@ -23,17 +23,20 @@ import (
 // downloads the segments the chain will most likely need, in order,
 // while the snapshot and the segments before them are applied.
 //
-//   - At most Parallel objects are being read at once: downloading,
-//     downloaded and waiting for their turn, or being applied. The snapshot
-//     counts as one of them while it is applied (so Parallel 1 is the
-//     sequential restore: one object at a time).
+//   - At most Parallel objects are downloading at once. The snapshot
+//     counts as one of them while it is read and applied (so Parallel 1 is
+//     the sequential restore: one object at a time).
 //   - A downloaded segment is verified (stored-bytes SHA-256 against the
-//     recorded one) as it arrives, and kept in memory when it is at most
-//     MemoryPerObject bytes, otherwise in a temporary file beside the
-//     output (written and read through 64 KiB buffers). Memory for
-//     downloaded segments is therefore at most Parallel × MemoryPerObject
-//     (32 MiB by default), whatever their sizes; the disk holds at most
-//     Parallel segments beside the output.
+//     recorded one) as it arrives, and waits for its turn in memory when
+//     it is at most MemoryPerObject bytes, otherwise in a temporary file
+//     beside the output (written and read through 64 KiB buffers).
+//     Segments downloaded and waiting hold at most Parallel ×
+//     MemoryPerObject bytes of memory (32 MiB by default) and at most
+//     Parallel temporary files, whatever their sizes: a download starts
+//     only when its segment fits. So while the snapshot is applied, the
+//     segments after it (usually small: a 1 GiB restore with 1,000
+//     segments has 7 MB of them) download in the background, and few are
+//     left to fetch once it is done.
 //   - The applier takes the objects in order and makes every check it
 //     makes on a direct read (readSegment): continuity, chain, page size,
 //     generation, point in time. A download that failed (checksum, missing
@@ -141,10 +144,16 @@ type prefetcher struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	items  []*fetchItem
-	// slots holds one token per object being read (at most Parallel).
+	// slots holds one token per object downloading (at most Parallel).
 	slots chan struct{}
-	// bufs are the in-memory buffers, reused: at most one per slot.
-	bufs chan []byte
+	// files holds one token per segment waiting in a temporary file.
+	files chan struct{}
+	// budget is the memory downloaded segments may hold; reserved, under
+	// mu, is what the ones downloading or waiting hold; freed is closed
+	// and replaced whenever some is released.
+	budget   int64
+	reserved int64
+	freed    chan struct{}
 	// next is the first planned item the applier has not yet taken.
 	next     int
 	snapHeld bool
@@ -165,6 +174,10 @@ type fetchItem struct {
 	mem     []byte
 	file    *os.File
 	err     error
+	// What the item holds until it is freed: reserved bytes of the
+	// memory budget, or a file token.
+	reserved int64
+	fileTok  bool
 
 	freeOnce sync.Once
 }
@@ -175,8 +188,10 @@ type fetchItem struct {
 func newPrefetcher(ctx context.Context, st walsync.Storage, p *progressTracker, plan []segmentRef,
 	parallel int, memCap int64, spool func() (*os.File, error)) *prefetcher {
 	parallel = max(parallel, 1)
-	f := &prefetcher{st: st, p: p, memCap: max(memCap, 0), spool: spool,
-		slots: make(chan struct{}, parallel), bufs: make(chan []byte, parallel), failed: len(plan)}
+	memCap = max(memCap, 0)
+	f := &prefetcher{st: st, p: p, memCap: memCap, spool: spool,
+		slots: make(chan struct{}, parallel), files: make(chan struct{}, parallel),
+		budget: int64(parallel) * memCap, freed: make(chan struct{}), failed: len(plan)}
 	f.ctx, f.cancel = context.WithCancel(ctx)
 	f.items = make([]*fetchItem, len(plan))
 	for i, ref := range plan {
@@ -194,9 +209,15 @@ func newPrefetcher(ctx context.Context, st walsync.Storage, p *progressTracker, 
 func (f *prefetcher) dispatch() {
 	defer f.wg.Done()
 	for i, it := range f.items {
+		// Room for it to wait in (memory or a file), then a download slot.
+		if !f.reserve(it) {
+			f.skipFrom(i)
+			return
+		}
 		select {
 		case f.slots <- struct{}{}:
 		case <-f.ctx.Done():
+			f.release(it)
 			f.skipFrom(i)
 			return
 		}
@@ -205,14 +226,65 @@ func (f *prefetcher) dispatch() {
 		f.mu.Unlock()
 		if stop || f.ctx.Err() != nil {
 			<-f.slots
+			f.release(it)
 			f.skipFrom(i)
 			return
 		}
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
+			defer func() { <-f.slots }()
 			f.download(i, it)
 		}()
+	}
+}
+
+// reserve waits until the item fits: its listed size in the memory budget
+// (a segment the budget cannot hold at all goes as soon as nothing else
+// is reserved), or a file token for one larger than memCap. False when
+// the restore ended first.
+func (f *prefetcher) reserve(it *fetchItem) bool {
+	size := it.ref.Size
+	if size < 0 || size > f.memCap {
+		select {
+		case f.files <- struct{}{}:
+			it.fileTok = true
+			return true
+		case <-f.ctx.Done():
+			return false
+		}
+	}
+	for {
+		f.mu.Lock()
+		if f.reserved+size <= f.budget || f.reserved == 0 {
+			f.reserved += size
+			it.reserved = size
+			f.mu.Unlock()
+			return true
+		}
+		freed := f.freed
+		f.mu.Unlock()
+		select {
+		case <-freed:
+		case <-f.ctx.Done():
+			return false
+		}
+	}
+}
+
+// release gives back what reserve took for it.
+func (f *prefetcher) release(it *fetchItem) {
+	if it.fileTok {
+		it.fileTok = false
+		<-f.files
+	}
+	if it.reserved > 0 {
+		f.mu.Lock()
+		f.reserved -= it.reserved
+		it.reserved = 0
+		close(f.freed)
+		f.freed = make(chan struct{})
+		f.mu.Unlock()
 	}
 }
 
@@ -244,16 +316,15 @@ func (f *prefetcher) fetch(it *fetchItem) error {
 	}
 	defer o.close()
 	it.info = o.info
-	if size := o.info.Size; size >= 0 && size <= f.memCap {
-		var buf []byte
-		select {
-		case buf = <-f.bufs:
-		default:
+	if size := o.info.Size; size >= 0 && size <= f.memCap && !it.fileTok {
+		if size > it.reserved {
+			// Larger than listed (replaced since): hold what it takes.
+			f.mu.Lock()
+			f.reserved += size - it.reserved
+			f.mu.Unlock()
+			it.reserved = size
 		}
-		if int64(cap(buf)) < size {
-			buf = make([]byte, size)
-		}
-		buf = buf[:size]
+		buf := make([]byte, size)
 		n, err := io.ReadFull(o, buf)
 		it.mem = buf[:n]
 		f.mu.Lock()
@@ -271,6 +342,12 @@ func (f *prefetcher) fetch(it *fetchItem) error {
 		// recorded SHA-256 says so; readSegment then refuses the object
 		// as a direct read would.
 		return o.verify()
+	}
+	if !it.fileTok {
+		// Listed as small, stored large (replaced since the listing): it
+		// waits in a file without a token, since waiting for one here
+		// could wait for later segments that wait for this one.
+		f.release(it)
 	}
 	file, err := f.spool()
 	if err != nil {
@@ -308,7 +385,7 @@ func (f *prefetcher) snapshotDone() {
 // open returns the stored bytes of ref for the applier: its download when
 // it is planned (skipping planned objects before it, which the chain no
 // longer needs), storage otherwise. The caller closes the result when it
-// is done with it, which frees its slot.
+// is done with it, which frees what the download held.
 func (f *prefetcher) open(ctx context.Context, ref segmentRef) (*opened, error) {
 	i := f.next
 	for i < len(f.items) && f.items[i].ref.Key != ref.Key {
@@ -352,7 +429,7 @@ func (f *prefetcher) open(ctx context.Context, ref segmentRef) (*opened, error) 
 }
 
 // free releases what a downloaded item holds (its buffer, its temporary
-// file) and its slot. Safe to call more than once.
+// file, its share of the memory budget). Safe to call more than once.
 func (f *prefetcher) free(it *fetchItem) {
 	if !it.fetched {
 		return
@@ -362,10 +439,6 @@ func (f *prefetcher) free(it *fetchItem) {
 			f.mu.Lock()
 			f.mem -= int64(cap(it.mem))
 			f.mu.Unlock()
-			select {
-			case f.bufs <- it.mem[:0]:
-			default:
-			}
 			it.mem = nil
 		}
 		if it.file != nil {
@@ -373,7 +446,7 @@ func (f *prefetcher) free(it *fetchItem) {
 			os.Remove(it.file.Name())
 			it.file = nil
 		}
-		<-f.slots
+		f.release(it)
 	})
 }
 

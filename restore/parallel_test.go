@@ -527,3 +527,43 @@ func TestSnapshotWriter(t *testing.T) {
 		}
 	}
 }
+
+// While the snapshot is read and applied, the segments after it download
+// in the background, more of them than Parallel when they fit in the
+// memory budget: here the snapshot does not arrive until 20 segments
+// have been asked for, with Parallel 4 (3 downloads beside the snapshot).
+func TestRestoreSegmentsDownloadDuringSnapshot(t *testing.T) {
+	s := newSource(t, 4096)
+	longHistory(s, 30)
+	var st *hookStorage
+	segGets := func() int {
+		n := 0
+		for _, k := range st.read() {
+			if slices.Contains(s.keys, k) {
+				n++
+			}
+		}
+		return n
+	}
+	var during int
+	st = &hookStorage{Storage: s.st, hook: func(ctx context.Context, key string) {
+		if key != s.snapKey {
+			return
+		}
+		for deadline := time.Now().Add(5 * time.Second); segGets() < 20 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		during = segGets()
+	}}
+	out, res, err := s.restoreWith(context.Background(), st, Options{Parallel: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if during < 20 {
+		t.Fatalf("segments asked for before the snapshot arrived: got=%d, want at least 20", during)
+	}
+	if res.Segments != 30 {
+		t.Fatalf("segments applied: got=%d, want 30", res.Segments)
+	}
+	sameBytes(t, readAll(t, out), s.expected(), s.pageSize)
+}

@@ -72,9 +72,10 @@ type Options struct {
 	// fails with ErrBeforeFirst, a time between two generations with
 	// ErrTimeGap.
 	PointInTime time.Time
-	// Parallel is how many objects are read at once: downloading, waiting
-	// to be applied, or being applied (0: DefaultParallel; 1 reads one
-	// object after the other).
+	// Parallel is how many objects download at once, the snapshot being
+	// one of them until it is applied (0: DefaultParallel; 1 reads one
+	// object after the other). Segments downloaded ahead wait within
+	// Parallel × MemoryPerObject bytes and Parallel temporary files.
 	Parallel int
 	// MemoryPerObject is the size up to which a downloaded segment waits
 	// for its turn in memory; a larger one waits in a temporary file

@@ -26,7 +26,7 @@ func (c *RestoreCommand) Run(ctx context.Context, args []string) error {
 	fs.StringVar(&output, "output", "", "output database path (same as -o)")
 	force := fs.Bool("force", false, "replace an existing output file")
 	pit := fs.String("point-in-time", "", "restore the state after the last transaction captured at or before TIME\n(RFC 3339 with a zone: 2026-01-10T12:00:00Z, 2026-01-10T14:00:00.250+02:00)")
-	parallel := fs.Int("parallel", restore.DefaultParallel, "objects read at once: the next segments download and are verified\nwhile the current one is applied (1: one after the other)")
+	parallel := fs.Int("parallel", restore.DefaultParallel, "objects downloaded at once: the next segments download and are\nverified while the snapshot and the segments before them are applied\n(1: one after the other)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
