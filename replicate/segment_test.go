@@ -328,3 +328,30 @@ func TestScanOpenKeepsWholeCommits(t *testing.T) {
 		t.Fatalf("scanOpen: %d frames, end %+v, %v; want 6 frames ending at frame 6", n, end, err)
 	}
 }
+
+// A process waiting for its commit (WaitDurable, walsync_sync=1 in a
+// process that does not replicate the database) is done once the sealed
+// segments up to state.json's position are uploaded, even while the owner
+// keeps an open segment with later frames, as it always has under
+// continuous writes.
+func TestWaitDurableIgnoresTheOpenSegment(t *testing.T) {
+	src, app, w, d := newBatchDB(t)
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+	if err := d.sync(context.Background()); err != nil { // seals: a commit after a quiet spell
+		t.Fatal(err)
+	}
+	if err := w.uploadAll(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	salt, frame := d.st.Pos.Salt1, d.st.Pos.Frame
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+	hookCapture(t, d)
+	if _, open := spooled(t, d); len(open) != 1 {
+		t.Fatalf("open segments: %d, want 1", len(open))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := WaitDurable(ctx, src, salt, frame); err != nil {
+		t.Fatalf("WaitDurable for a commit in an uploaded segment: %v", err)
+	}
+}

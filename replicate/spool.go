@@ -249,13 +249,26 @@ func (s *spool) setAside() (string, error) {
 }
 
 // firstBefore returns the first entry waiting for upload whose name sorts
-// before target, or "" when everything before target is uploaded.
+// before target, or "" when everything before target is uploaded. An open
+// segment does not count: it holds only frames after the position
+// state.json records (it begins where the last sealed segment ended), so
+// it never holds a commit a caller waits for with a target taken from
+// state.json; and under continuous writes there is always one.
 func (s *spool) firstBefore(target string) (string, error) {
 	entries, err := s.entries()
-	if err != nil || len(entries) == 0 || entries[0].Name >= target {
+	if err != nil {
 		return "", err
 	}
-	return entries[0].Name, nil
+	for _, e := range entries {
+		if e.Open {
+			continue
+		}
+		if e.Name >= target {
+			break
+		}
+		return e.Name, nil
+	}
+	return "", nil
 }
 
 // remove deletes an uploaded entry.
