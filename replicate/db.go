@@ -556,8 +556,11 @@ func (d *DB) sync(ctx context.Context) error {
 	wait := d.w.SyncInterval - d.now().Sub(d.lastCapture)
 	pending := h.MaxFrame != d.st.Pos.Frame || h.Salt1 != d.st.Pos.Salt1
 	held := pending && (d.atZero || (h.NBackfill >= d.pinnedAt && h.MaxFrame > d.pinnedAt))
-	// A process waiting for its commit to be durable asked for it.
-	flush := pending && wait > 0 && !held && d.spool.flushRequested(d.lastCapture)
+	// A process waiting for its commit to be durable asked for it: since
+	// the last capture, or since the open segment began (a hook's capture
+	// may have taken that commit into it, after the request).
+	flush := wait > 0 && !held && ((pending && d.spool.flushRequested(d.lastCapture)) ||
+		(d.seg != nil && d.spool.flushRequested(d.seg.first)))
 	// An open segment (Watcher.Batch) is sealed one sync interval after
 	// its first frames.
 	sealDue := d.seg != nil && d.now().Sub(d.seg.first) >= d.w.SyncInterval

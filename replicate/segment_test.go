@@ -355,3 +355,23 @@ func TestWaitDurableIgnoresTheOpenSegment(t *testing.T) {
 		t.Fatalf("WaitDurable for a commit in an uploaded segment: %v", err)
 	}
 }
+
+// A flush requested by a process that waits for its commit seals the
+// open segment at once, even when a hook's capture took that commit into
+// the open segment after the request (nothing left to capture).
+func TestFlushRequestSealsTheOpenSegment(t *testing.T) {
+	src, app, _, d := newBatchDB(t)
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+	hookCapture(t, d)
+	d.setLastCapture(d.now())         // as Watcher.Flush does: the interval runs
+	time.Sleep(20 * time.Millisecond) // file times are coarser than the clock
+	if err := RequestFlush(src); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, open := spooled(t, d); len(open) != 0 {
+		t.Fatalf("open segments after a flush request: %d, want 0", len(open))
+	}
+}
