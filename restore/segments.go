@@ -447,8 +447,7 @@ func readSegment(ctx context.Context, o *opened, ref segmentRef, buf *[]byte,
 		case fh.Pgno == 0:
 			return fail(fmt.Errorf("%s: %w: WAL frame %d has page number 0", ref.Key, walsync.ErrFormat, idx))
 		}
-		c1, c2 = wal.Checksum(h.WALBigEndian, c1, c2, frame[:8])
-		c1, c2 = wal.Checksum(h.WALBigEndian, c1, c2, data)
+		c1, c2 = wal.FrameChecksum(h.WALBigEndian, c1, c2, frame)
 		if c1 != fh.Checksum1 || c2 != fh.Checksum2 {
 			return fail(fmt.Errorf("%s: %w: WAL checksum chain broken at frame %d: the frame says %08x%08x, its bytes give %08x%08x",
 				ref.Key, walsync.ErrChecksum, idx, fh.Checksum1, fh.Checksum2, c1, c2))

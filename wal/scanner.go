@@ -112,8 +112,7 @@ func (s *Scanner) Next() bool {
 	if fh.Salt1 != s.hdr.Salt1 || fh.Salt2 != s.hdr.Salt2 || fh.Pgno == 0 {
 		return false
 	}
-	c1, c2 := Checksum(s.bigEndian, s.c1, s.c2, s.buf[:8])
-	c1, c2 = Checksum(s.bigEndian, c1, c2, s.buf[FrameHeaderSize:])
+	c1, c2 := FrameChecksum(s.bigEndian, s.c1, s.c2, s.buf)
 	if c1 != fh.Checksum1 || c2 != fh.Checksum2 {
 		return false
 	}

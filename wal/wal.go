@@ -214,6 +214,15 @@ func (f FrameHeader) AppendBinary(b []byte) []byte {
 	return b
 }
 
+// FrameChecksum continues the WAL's running checksum (s1, s2) over one
+// whole frame (header and page): a frame's checksum covers the first 8
+// bytes of its header (page number, commit size) and its page data. The
+// result is what the frame's header must carry.
+func FrameChecksum(bigEndian bool, s1, s2 uint32, frame []byte) (uint32, uint32) {
+	s1, s2 = Checksum(bigEndian, s1, s2, frame[:8])
+	return Checksum(bigEndian, s1, s2, frame[FrameHeaderSize:])
+}
+
 // Checksum implements SQLite's WAL checksum: it continues from (s1, s2) over
 // b, whose length must be a multiple of 8, reading it as 32-bit words in
 // big-endian or little-endian order, and returns the new (s1, s2). For each
