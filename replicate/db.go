@@ -563,7 +563,7 @@ func (d *DB) sync(ctx context.Context) error {
 		(d.seg != nil && d.spool.flushRequested(d.seg.first)))
 	// An open segment (Watcher.Batch) is sealed one sync interval after
 	// its first frames.
-	sealDue := d.seg != nil && d.now().Sub(d.seg.first) >= d.w.SyncInterval
+	sealDue := d.seg != nil && d.sealIn() <= 0
 	if seal := wait <= 0 || flush || sealDue || d.w.stopping.Load(); seal || held {
 		if n, err = d.captureFrames(seal); errors.Is(err, errDiscontinuity) {
 			return d.newGeneration(ctx, err.Error())
@@ -579,9 +579,7 @@ func (d *DB) sync(ctx context.Context) error {
 	} else if pending {
 		d.w.syncAfter(d, wait)
 	}
-	if d.seg != nil {
-		d.w.syncAfter(d, max(d.w.SyncInterval-d.now().Sub(d.seg.first), 0))
-	}
+	d.armSeal()
 	// A WAL that grew past the limit: the application writes without the
 	// pause SQLite needs to restart it while walsync's pin is held.
 	// After a brake that could not checkpoint everything (the
@@ -854,16 +852,13 @@ func (d *DB) captureFrames(seal bool) (int, error) {
 	n, end, err := d.seg.appendFrames(sc, h.MaxFrame)
 	if err != nil {
 		// Keep what the open segment held before this append.
-		o := d.seg
-		o.ow.Abort()
-		terr := o.f.Truncate(o.good)
-		o.f.Close()
-		d.seg = nil
+		seq, terr := d.seg.seq, d.seg.f.Truncate(d.seg.good)
+		d.dropOpen()
 		if terr != nil {
-			return 0, errors.Join(err, fmt.Errorf("spool: %w", terr))
+			return 0, fmt.Errorf("%w (and truncating the open segment failed: %v)", err, terr)
 		}
-		if rerr := d.recoverOpen(o.seq); rerr != nil {
-			return 0, errors.Join(err, rerr)
+		if rerr := d.recoverOpen(seq); rerr != nil {
+			return 0, fmt.Errorf("%w (and recovering the open segment failed: %v)", err, rerr)
 		}
 		return 0, err
 	}
@@ -874,11 +869,19 @@ func (d *DB) captureFrames(seal bool) (int, error) {
 	if err := sealIf(); err != nil {
 		return 0, err
 	}
-	if d.seg != nil {
-		// Sealed by the sync interval at the latest.
-		d.w.syncAfter(d, max(d.w.SyncInterval-d.now().Sub(d.seg.first), 0))
-	}
+	d.armSeal()
 	return int(n), nil
+}
+
+// sealIn is how long the open segment may stay open: until one sync
+// interval after its first frames (<= 0: due). Only with d.seg set.
+func (d *DB) sealIn() time.Duration { return d.w.SyncInterval - d.now().Sub(d.seg.first) }
+
+// armSeal makes sure a sync comes when the open segment, if any, is due.
+func (d *DB) armSeal() {
+	if d.seg != nil {
+		d.w.syncAfter(d, max(d.sealIn(), 0))
+	}
 }
 
 // fail stops replicating d: captures and uploads end, the error is logged

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -27,15 +26,15 @@ import (
 //
 // `walsync watch` seals at every capture, as it always did: one capture,
 // one segment. A watcher inside the application (Watcher.Batch, the VFS)
-// appends the captures its commit hooks make from the committing thread
-// (Flush, CatchUp) and seals once per SyncInterval, so a writer without
-// pause costs one PUT a second instead of one per WAL restart, and the
-// committing thread never waits for a file creation, a rename or an
-// fsync. Until it is sealed, a segment's content is only in the page
-// cache; SQLite must not restart the WAL over those frames before they
-// are on disk (docs/SPEC.md, "The VFS"), so before a pin that lets the WAL
-// restart replaces one that does not, the open file is fsynced
-// (barrier, called by cycle).
+// appends the captures its commit hooks make (Flush, CatchUp) and seals
+// one SyncInterval after the first, or when the WAL restarts (a segment
+// holds frames of one WAL): a writer without pause costs one segment per
+// WAL restart instead of one per hook capture, and a hook's capture costs
+// no temporary file, rename or fsync. Until it is sealed, a segment's
+// content is only in the page cache; SQLite must not restart the WAL over
+// those frames before they are on disk (SPEC, "The VFS"), so before a pin
+// that lets the WAL restart replaces one that does not, the open file is
+// fsynced (barrier, called by cycle; syncAhead starts that fsync early).
 //
 // After a crash (of the process, or of the machine with some pages of the
 // open file lost) recoverOpen reads what the file holds, keeps the frames
@@ -48,19 +47,18 @@ const openSuffix = ".1.open"
 
 // openSegment is the segment being appended to.
 type openSegment struct {
-	seq            uint64
-	f              *os.File
-	cw             countingWriter
-	ow             *walsync.ObjectWriter
-	hdr            walsync.ObjectHeader // as written first; counts and time are set when sealed
-	end            position             // after the last frame appended
-	n              uint32               // frames appended
-	good           int64                // file size after the last complete append
-	synced         int64                // bytes known to be on disk
-	dirSynced      bool                 // the file's directory entry is on disk
-	dirSyncedAhead atomic.Bool          // set by syncAhead's goroutine
-	last           time.Time            // capture time of the last append
-	first          time.Time            // capture time of the first append
+	seq       uint64
+	f         *os.File
+	cw        countingWriter
+	ow        *walsync.ObjectWriter
+	hdr       walsync.ObjectHeader // as written first; counts and time are set when sealed
+	end       position             // after the last frame appended
+	n         uint32               // frames appended
+	good      int64                // file size after the last complete append
+	synced    int64                // bytes known to be on disk
+	dirSynced bool                 // the file's directory entry is on disk
+	last      time.Time            // capture time of the last append
+	first     time.Time            // capture time of the first append
 }
 
 type countingWriter struct {
@@ -147,12 +145,11 @@ func (d *DB) sealOpen() error {
 	if o == nil {
 		return nil
 	}
-	d.seg = nil
 	if o.n == 0 {
-		o.ow.Abort()
-		o.f.Close()
+		d.dropOpen()
 		return removeSynced(d.spool.dir, openName(o.seq))
 	}
+	d.seg = nil
 	err := o.ow.Close()
 	if err == nil {
 		hdr := o.hdr
@@ -226,13 +223,11 @@ func (d *DB) syncAhead() {
 	if o == nil || (o.synced == o.good && o.dirSynced) {
 		return
 	}
-	target := o.good
+	target, needDir := o.good, !o.dirSynced
 	go func() {
 		err := o.f.Sync()
-		if err == nil && !o.dirSyncedAhead.Load() {
-			if err = syncDir(d.spool.dir); err == nil {
-				o.dirSyncedAhead.Store(true)
-			}
+		if err == nil && needDir {
+			err = syncDir(d.spool.dir)
 		}
 		if err != nil {
 			return
@@ -304,10 +299,7 @@ func (s *spool) recoverOpen(seq uint64) (recovered, error) {
 	} else if err != nil {
 		return r, err
 	}
-	r.gen = hdr.Generation
-	r.start = position{Salt1: hdr.WALSalt1, Salt2: hdr.WALSalt2, CkptSeq: hdr.WALCheckpointSeq, Frame: hdr.WALFrame - 1,
-		Cksum1: hdr.WALChecksum1, Cksum2: hdr.WALChecksum2, BigEndian: hdr.WALBigEndian, HeaderKnown: true, DBPages: hdr.PageCount}
-	r.end = r.start
+	r.gen, r.start, r.end = hdr.Generation, startPosition(hdr), startPosition(hdr)
 	if frames > 0 {
 		fi, err := os.Stat(path)
 		if err != nil {
@@ -330,16 +322,22 @@ func (s *spool) recoverOpen(seq uint64) (recovered, error) {
 			return r, err
 		}
 		r.frames, r.end = frames, end
-		r.end.Salt1, r.end.Salt2, r.end.CkptSeq, r.end.BigEndian, r.end.HeaderKnown = hdr.WALSalt1, hdr.WALSalt2, hdr.WALCheckpointSeq, hdr.WALBigEndian, true
 	}
 	return r, removeSynced(s.dir, openName(seq))
+}
+
+// startPosition is the position before an open segment's first frame, as
+// its header records it (the database size in PageCount until sealed).
+func startPosition(h walsync.ObjectHeader) position {
+	return position{Salt1: h.WALSalt1, Salt2: h.WALSalt2, CkptSeq: h.WALCheckpointSeq, Frame: h.WALFrame - 1,
+		Cksum1: h.WALChecksum1, Cksum2: h.WALChecksum2, BigEndian: h.WALBigEndian, HeaderKnown: true, DBPages: h.PageCount}
 }
 
 // scanOpen reads the open segment file at path: its header, then frames
 // while the WAL checksum chain from the header's position verifies. It
 // returns the number of frames up to and including the last commit frame
-// and the position after it (frame, checksums, database size). With
-// limit > 0 it stops after limit frames and writes them to copyTo.
+// and the position after it. With limit > 0 it stops after limit frames
+// and writes them to copyTo.
 func scanOpen(path string, limit uint32, copyTo ...io.Writer) (walsync.ObjectHeader, uint32, position, error) {
 	var hdr walsync.ObjectHeader
 	f, err := os.Open(path)
@@ -362,7 +360,7 @@ func scanOpen(path string, limit uint32, copyTo ...io.Writer) (walsync.ObjectHea
 	frame := make([]byte, wal.FrameHeaderSize+int(hdr.PageSize))
 	c1, c2 := hdr.WALChecksum1, hdr.WALChecksum2
 	var n, kept uint32
-	end := position{Frame: hdr.WALFrame - 1, Cksum1: c1, Cksum2: c2, DBPages: hdr.PageCount}
+	end := startPosition(hdr)
 	for limit == 0 || n < limit {
 		// A frame cut short, a decoding error (the end of what reached
 		// the disk) or a broken chain all end the usable content.
@@ -373,8 +371,7 @@ func scanOpen(path string, limit uint32, copyTo ...io.Writer) (walsync.ObjectHea
 		if fh.Salt1 != hdr.WALSalt1 || fh.Salt2 != hdr.WALSalt2 || fh.Pgno == 0 {
 			break
 		}
-		c1, c2 = wal.Checksum(hdr.WALBigEndian, c1, c2, frame[:8])
-		c1, c2 = wal.Checksum(hdr.WALBigEndian, c1, c2, frame[wal.FrameHeaderSize:])
+		c1, c2 = wal.FrameChecksum(hdr.WALBigEndian, c1, c2, frame)
 		if c1 != fh.Checksum1 || c2 != fh.Checksum2 {
 			break
 		}

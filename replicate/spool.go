@@ -38,8 +38,9 @@ import (
 // restart over its frames. So after any crash the spool holds every
 // captured frame the WAL no longer holds, state.json is at most one sealed
 // object behind (recovered by reading that object), and the open segment
-// is sealed up to its last verified commit (DB.sealOpenEntries). The uploader deletes a file only once the bucket
-// holds it. The VFS (vfs/) runs the same follower, so it feeds the same spool.
+// is sealed up to its last verified commit (DB.sealOpenEntries). The
+// uploader deletes a file only once the bucket holds it. The VFS (vfs/)
+// runs the same follower, so it feeds the same spool.
 
 const (
 	stateFileName  = "state.json"
