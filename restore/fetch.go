@@ -240,9 +240,9 @@ func (f *prefetcher) dispatch() {
 }
 
 // reserve waits until the item fits: its listed size in the memory budget
-// (a segment the budget cannot hold at all goes as soon as nothing else
-// is reserved), or a file token for one larger than memCap. False when
-// the restore ended first.
+// (Parallel × memCap, so any segment of at most memCap fits once the ones
+// before it are applied), or a file token for one larger than memCap.
+// False when the restore ended first.
 func (f *prefetcher) reserve(it *fetchItem) bool {
 	size := it.ref.Size
 	if size < 0 || size > f.memCap {
@@ -256,7 +256,7 @@ func (f *prefetcher) reserve(it *fetchItem) bool {
 	}
 	for {
 		f.mu.Lock()
-		if f.reserved+size <= f.budget || f.reserved == 0 {
+		if f.reserved+size <= f.budget {
 			f.reserved += size
 			it.reserved = size
 			f.mu.Unlock()
