@@ -12,7 +12,10 @@
 **   write   the taking of the WAL write lock (walsyncGoAcquire): when no
 **           process replicates the database at that moment (the one that
 **           did has exited), this one takes over before the writer, or a
-**           checkpoint that may restart the WAL, goes on.
+**           checkpoint that may restart the WAL, goes on. Once Go answers
+**           that this process replicates it, only a fully checkpointed
+**           WAL (the pin must let go so that the writer can restart it)
+**           is reported.
 **   commit  the release of the WAL write lock (xShmLock unlock of slot 0)
 **           after the wal-index header changed while it was held: a
 **           transaction committed (or a WAL recovery ran). Go is told
