@@ -1,8 +1,11 @@
 package replicate
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,4 +89,23 @@ func TestPrune(t *testing.T) {
 		t.Fatalf("after prune: deleted %+v, kept %d snapshots and %d segments (from %v to %v); want 1 snapshot and 3 segments deleted, 2 snapshots and 4 segments kept", res, snaps, segs, before, after)
 	}
 	restoreMatches(t, st, src)
+}
+
+// A retention pass that shutdown cuts short is not an error: watch must not
+// log one, and the database stays due for the next pass.
+func TestPruneCutByShutdown(t *testing.T) {
+	src, _, st := newSource(t)
+	var logs bytes.Buffer
+	w := &Watcher{Storage: st, Retention: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	d := newTestDB(t, w, src)
+	d.uploadedSincePrune.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	w.pruneAll(ctx)
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("a pass cut by shutdown logged an error:\n%s", logs.String())
+	}
+	if !d.uploadedSincePrune.Load() {
+		t.Error("a pass cut short left the database marked as pruned")
+	}
 }

@@ -382,6 +382,11 @@ func (w *Watcher) pruneAll(ctx context.Context) {
 		res, err := prune(ctx, w.Storage, d.Name, w.Retention, w.now())
 		if err != nil {
 			d.uploadedSincePrune.Store(true)
+			if ctx.Err() != nil {
+				// Shutdown cut the pass short; what it deleted was
+				// already unnecessary, and the next start prunes the rest.
+				return
+			}
 			d.log.Error("retention pass failed", "err", err)
 			continue
 		}
@@ -483,7 +488,7 @@ func (w *Watcher) syncWorker(ctx context.Context) {
 			w.qmu.Lock()
 			d.pending = false
 			w.qmu.Unlock()
-			if err := d.sync(ctx); err != nil {
+			if err := d.sync(ctx); err != nil && ctx.Err() == nil {
 				d.log.Error("capture failed; retrying on the next change", "err", err)
 			}
 		}
