@@ -90,10 +90,16 @@ type DB struct {
 	upMu     sync.Mutex
 	uploaded chan struct{}
 
-	flushing atomic.Bool  // a Watcher.Flush is under way
-	tmu      sync.Mutex   // guards timer
-	timer    *time.Timer  // the deferred sync (syncAfter)
-	timerDue atomic.Int64 // when it fires (unix ns); 0: none pending
+	flushing atomic.Bool // a background capture (Watcher.capture) is under way
+	// pinWanted, above 0, asks a background capture to give way: that many
+	// CatchUps wait for d.mu to move the pin before SQLite's checkpoint.
+	pinWanted atomic.Int32
+	// captureAsked is what was asked of it since it last looked: 1, a
+	// capture; 2, a capture and then the open segment synced.
+	captureAsked atomic.Int32
+	tmu          sync.Mutex   // guards timer
+	timer        *time.Timer  // the deferred sync (syncAfter)
+	timerDue     atomic.Int64 // when it fires (unix ns); 0: none pending
 
 	brakeAfter time.Time // no brake before (after one that could not checkpoint everything)
 
@@ -640,7 +646,20 @@ func (d *DB) sync(ctx context.Context) error {
 // cycle moves the read transaction forward without ever dropping it: the
 // other pin begins first, everything committed up to now is captured
 // under the old pin's protection, then the old pin lets go.
-func (d *DB) cycle() error {
+func (d *DB) cycle() error { return d.movePin(true) }
+
+// advance moves the pin to the WAL's end like cycle, but leaves the
+// capture to a later call when it can: a pin whose read mark is above 0
+// stops every WAL restart, so the frames it passes over stay in the WAL
+// until captured, and every move to read mark 0 (cycle) captures first.
+// A checkpoint can then copy every frame without waiting for a capture.
+// It captures as cycle does when the new pin may not stop a restart (the
+// WAL was fully checkpointed when it began) or when the position is not
+// in the WAL the new pin holds (a restart not captured yet: only a capture
+// made while the old pin has read mark 0 can prove it continuous).
+func (d *DB) advance() error { return d.movePin(false) }
+
+func (d *DB) movePin(capture bool) error {
 	next, err := d.spare()
 	if err != nil {
 		return err
@@ -663,8 +682,15 @@ func (d *DB) cycle() error {
 		return err
 	}
 	atZero := h.NBackfill == h.MaxFrame
-	if _, err := d.captureFrames(false); err != nil {
-		return err
+	// Without a capture, the frames after the position must be in the WAL
+	// the new pin holds: a capture that meets a restart proves it
+	// continuous only while the pin has read mark 0 (captureFrames).
+	pos := d.st.Pos
+	sameWAL := pos.HeaderKnown && pos.Salt1 == h.Salt1 && pos.Salt2 == h.Salt2 && before.Salt1 == h.Salt1
+	if capture || atZero || !sameWAL {
+		if _, err := d.captureFrames(false); err != nil {
+			return err
+		}
 	}
 	if atZero {
 		// The new pin does not stop a restart: what the open segment
@@ -790,7 +816,12 @@ func (d *DB) capture() (int, error) { return d.captureFrames(true) }
 // open segment (segment.go) and advances the position; with seal, or
 // unless Watcher.Batch, the segment is then sealed for upload. It returns
 // the number of frames. Called with d.mu held.
-func (d *DB) captureFrames(seal bool) (int, error) {
+func (d *DB) captureFrames(seal bool) (int, error) { return d.captureUntil(seal, nil) }
+
+// captureUntil is captureFrames that stops after the first commit at
+// which stop (if not nil) says so: a background capture gives way to a
+// hook that needs d.mu (Watcher.CatchUp).
+func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 	seal = seal || !d.w.Batch
 	h, err := d.readIndex()
 	if err != nil {
@@ -849,7 +880,7 @@ func (d *DB) captureFrames(seal bool) (int, error) {
 			return 0, err
 		}
 	}
-	n, end, err := d.seg.appendFrames(sc, h.MaxFrame)
+	n, end, err := d.seg.appendFrames(sc, h.MaxFrame, stop)
 	if err != nil {
 		// Keep what the open segment held before this append.
 		seq, terr := d.seg.seq, d.seg.f.Truncate(d.seg.good)

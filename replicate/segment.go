@@ -102,11 +102,13 @@ func (d *DB) startOpen(pos position, seq uint64) (*openSegment, error) {
 
 // appendFrames appends the frames sc yields up to and including frame
 // last, which must end a commit, and returns how many and the position
-// after them. On error the segment is in an unknown state: the caller
-// recovers it (DB.recoverOpen).
-func (o *openSegment) appendFrames(sc *wal.Scanner, last uint32) (uint32, position, error) {
+// after them. When stop (if not nil) says so after a commit frame, it
+// stops there, short of last. On error the segment is in an unknown
+// state: the caller recovers it (DB.recoverOpen).
+func (o *openSegment) appendFrames(sc *wal.Scanner, last uint32, stop func() bool) (uint32, position, error) {
 	end := o.end
 	var n uint32
+	stopped := false
 	for sc.Next() {
 		idx, fh, _ := sc.Frame()
 		if _, err := o.ow.Write(sc.FrameBytes()); err != nil {
@@ -116,6 +118,10 @@ func (o *openSegment) appendFrames(sc *wal.Scanner, last uint32) (uint32, positi
 		if fh.IsCommit() {
 			c1, c2 := sc.Checksum()
 			end.Frame, end.Cksum1, end.Cksum2, end.DBPages = idx, c1, c2, fh.Commit
+			if idx != last && stop != nil && stop() {
+				stopped = true
+				break
+			}
 		}
 		if idx == last {
 			break
@@ -124,7 +130,7 @@ func (o *openSegment) appendFrames(sc *wal.Scanner, last uint32) (uint32, positi
 	if err := sc.Err(); err != nil {
 		return 0, end, err
 	}
-	if end.Frame != last {
+	if end.Frame != last && !stopped {
 		return 0, end, fmt.Errorf("%w: the wal-index says frame %d is committed, the WAL's valid frames end at %d", errDiscontinuity, last, end.Frame)
 	}
 	if err := o.ow.Flush(); err != nil {

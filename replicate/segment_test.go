@@ -375,3 +375,50 @@ func TestFlushRequestSealsTheOpenSegment(t *testing.T) {
 		t.Fatalf("open segments after a flush request: %d, want 0", len(open))
 	}
 }
+
+// CatchUp's advance moves the pin to the WAL's end without capturing, so
+// a checkpoint can copy every frame at once; the frames stay in the WAL
+// for a later capture. After a restart that no capture has seen yet, it
+// must capture first: the restart is proven continuous only while the
+// old pin has read mark 0, and the restore stays in one generation.
+func TestAdvanceLeavesTheCaptureButNotARestart(t *testing.T) {
+	src, app, w, d := newBatchDB(t)
+	gen := d.gen
+	locked := func(f func() error) {
+		t.Helper()
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if err := f(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+	hookCapture(t, d)
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+	captured := d.st.Pos.Frame
+	locked(d.advance)
+	h, err := d.readIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.st.Pos.Frame != captured || d.pinnedAt != h.MaxFrame || d.atZero {
+		t.Fatalf("advance: position %d (was %d), pinned at %d of %d, at zero %v; want the pin at the end and nothing captured", d.st.Pos.Frame, captured, d.pinnedAt, h.MaxFrame, d.atZero)
+	}
+	mustExec(t, app, "PRAGMA wal_checkpoint(PASSIVE)")
+	if h, err = d.readIndex(); err != nil || h.NBackfill != h.MaxFrame {
+		t.Fatalf("the checkpoint after advance copied %d of %d frames (%v)", h.NBackfill, h.MaxFrame, err)
+	}
+	locked(d.cycle) // Unpin: captures the rest, then read mark 0
+	if !d.atZero || d.st.Pos.Frame != h.MaxFrame {
+		t.Fatalf("cycle after the checkpoint: at zero %v, position %d of %d", d.atZero, d.st.Pos.Frame, h.MaxFrame)
+	}
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))") // restarts the WAL
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+	locked(d.advance) // the position is still in the old WAL
+	hookCapture(t, d)
+	if d.gen != gen {
+		t.Fatal("a new generation began: the restart was not captured before the pin left read mark 0")
+	}
+	locked(func() error { _, err := d.capture(); return err }) // seal
+	uploadAndCompare(t, w, d, src)
+}

@@ -590,36 +590,75 @@ func (w *Watcher) uploadAll(ctx context.Context, d *DB) error {
 // Kick tells the watcher that the database at path (as given to Add)
 // changed: it looks at once, without waiting for a file notification,
 // unless a burst of commits is being batched (a capture within the sync
-// interval, and a look due). It never blocks; before the watcher is ready
-// it does nothing.
+// interval): then it makes sure a look is due when the interval ends. It
+// never blocks; before the watcher is ready it does nothing.
+//
+// Within a burst it wakes no goroutine: it runs in the committing thread
+// (the VFS's commit hook), where waking the sync worker whenever no look
+// was due cost 4,000-5,400 wake-ups per 20,000 commits, for a batch that
+// waits for the interval anyway.
 func (w *Watcher) Kick(path string) {
 	d := w.live(path)
 	if d == nil {
 		return
 	}
-	batching := time.Since(time.Unix(0, d.lastCaptureNs.Load())) < w.SyncInterval && d.timerDue.Load() != 0
-	if !batching {
+	since := time.Since(time.Unix(0, d.lastCaptureNs.Load()))
+	if since >= w.SyncInterval {
 		w.enqueueSync(d)
+	} else if d.timerDue.Load() == 0 {
+		w.syncAfter(d, w.SyncInterval-since)
 	}
 }
 
 // Flush asks for a capture of the database at path now, in the
-// background, whatever the sync interval. It never blocks, and does nothing
-// while a flush is already under way.
+// background, whatever the sync interval. It never blocks; asked while a
+// background capture runs, that capture looks once more when done.
 func (w *Watcher) Flush(path string) {
-	d := w.live(path)
-	if d == nil || !d.flushing.CompareAndSwap(false, true) {
+	if d := w.live(path); d != nil {
+		w.capture(d, false)
+	}
+}
+
+// capture captures what is committed to d in the background, in one
+// goroutine per database at a time: a request made while it runs makes it
+// look once more. For CatchUp (beforeRestart) it then starts syncing the
+// open segment too: the checkpoint SQLite runs next lets the WAL restart
+// once the pin moves to mark 0, and that move waits for the sync
+// (DB.barrier).
+func (w *Watcher) capture(d *DB, beforeRestart bool) {
+	ask := int32(1)
+	if beforeRestart {
+		ask = 2
+	}
+	for {
+		if cur := d.captureAsked.Load(); cur >= ask || d.captureAsked.CompareAndSwap(cur, ask) {
+			break
+		}
+	}
+	if !d.flushing.CompareAndSwap(false, true) {
 		return
 	}
 	go func() {
-		defer d.flushing.Store(false)
-		d.whileReplicating(func() {
-			n, err := d.captureFrames(false)
-			d.hookFailed(err)
-			if err == nil && n > 0 {
-				d.setLastCapture(d.now())
+		for {
+			asked := d.captureAsked.Swap(0)
+			d.whileReplicating(func() {
+				n, err := d.captureUntil(false, func() bool { return d.pinWanted.Load() > 0 })
+				d.hookFailed(err)
+				if err == nil && n > 0 {
+					d.setLastCapture(d.now())
+				}
+				if asked == 2 {
+					d.syncAhead()
+				}
+			})
+			d.flushing.Store(false)
+			// Given way to CatchUp, which asks again once it has moved the
+			// pin. Otherwise a request that came after the Swap and found
+			// this goroutine still running is this goroutine's to serve.
+			if d.pinWanted.Load() > 0 || d.captureAsked.Load() == 0 || !d.flushing.CompareAndSwap(false, true) {
+				return
 			}
-		})
+		}
 	}()
 }
 
@@ -640,19 +679,20 @@ func (w *Watcher) live(path string) *DB {
 	return nil
 }
 
-// CatchUp captures everything committed to the database at path and moves
-// the pin to the WAL's end, now, in the caller's goroutine: a checkpoint
-// that follows can then copy every frame.
+// CatchUp moves the pin to the WAL's end, now, in the caller's
+// goroutine, so that a checkpoint that follows can copy every frame; the
+// frames it passes over are captured in the background meanwhile (they
+// stay in the WAL: the pin stops a restart until everything is captured,
+// see DB.advance).
 func (w *Watcher) CatchUp(path string) {
-	if d := w.live(path); d != nil {
-		d.whileReplicating(func() {
-			d.hookFailed(d.cycle())
-			d.setLastCapture(d.now())
-			// The checkpoint that follows lets the WAL restart once the
-			// pin moves to mark 0: sync the open segment meanwhile.
-			d.syncAhead()
-		})
+	d := w.live(path)
+	if d == nil {
+		return
 	}
+	d.pinWanted.Add(1)
+	d.whileReplicating(func() { d.hookFailed(d.advance()) })
+	d.pinWanted.Add(-1)
+	w.capture(d, true)
 }
 
 // Unpin moves the pin of the database at path to read mark 0 when the WAL

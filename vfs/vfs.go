@@ -448,6 +448,15 @@ func lookup(id int64) *database {
 // each commit is followed by a checkpoint.
 const autoCheckpointFrames = 1000
 
+// flushFrames is how often, in WAL frames, the commit hook asks for a
+// background capture on the way to the auto-checkpoint, whatever the
+// batching: the pin's move to read mark 0 after the checkpoint waits
+// for everything to be captured, so little must be left by then. Asking
+// at every commit instead made one capture (and one zstd block) of a
+// few frames each, and kept the second core busy beside the committing
+// thread.
+const flushFrames = 200
+
 // commit is called after a transaction committed and the WAL write lock
 // was released; mxFrame and salt1 are the wal-index header's after it.
 func commit(id int64, mxFrame, salt1 uint32) {
@@ -459,6 +468,10 @@ func commit(id int64, mxFrame, salt1 uint32) {
 	w := d.w
 	d.wal = true
 	busy := d.starting || d.waiting
+	prevFrame := d.lastFrame
+	if salt1 != d.lastSalt {
+		prevFrame = 0
+	}
 	d.lastSalt, d.lastFrame, d.committed = salt1, mxFrame, true
 	d.mu.Unlock()
 	if w == nil && !busy {
@@ -472,15 +485,13 @@ func commit(id int64, mxFrame, salt1 uint32) {
 			}
 		}()
 	}
-	if w != nil && mxFrame >= autoCheckpointFrames/2 && mxFrame < autoCheckpointFrames {
-		// Halfway to the auto-checkpoint: capture in the background now,
-		// whatever the batching, so that little is left for CatchUp.
+	if w != nil && mxFrame/flushFrames != prevFrame/flushFrames && mxFrame < autoCheckpointFrames {
 		w.Flush(d.path)
 	}
 	if w != nil && mxFrame >= autoCheckpointFrames {
 		// SQLite's auto-checkpoint runs right after this returns: with
-		// everything captured and the pin at the WAL's end it can copy
-		// every frame, and the next writer (acquire) can restart the WAL.
+		// the pin at the WAL's end it can copy every frame, and the next
+		// writer (acquire) can restart the WAL once the rest is captured.
 		w.CatchUp(d.path)
 	}
 	if !d.cfg.sync {

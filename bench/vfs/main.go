@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -51,7 +52,8 @@ var (
 	lagN    = flag.Int("lag-commits", 40, "commits for each lag measurement")
 	spacing = flag.Duration("spacing", 1500*time.Millisecond, "pause between the commits of a lag measurement (a commit after a quiet spell ships at once)")
 	walsync = flag.String("walsync", "bin/walsync", "the walsync CLI, for the watch lag")
-	cpuprof = flag.String("cpuprofile", "", "write a CPU profile of the throughput rounds to this file")
+	cpuprof = flag.String("cpuprofile", "", "write a CPU profile of the throughput rounds to this file (samples labelled vfs=default or vfs=walsync)")
+	detail  = flag.Bool("detail", false, "print a line per throughput round: commit times, slow commits, CPU of this process and of MinIO, GC cycles")
 	fileBkt = flag.Bool("file-bucket", false, "throughput rounds replicate to a file:// bucket instead of MinIO")
 )
 
@@ -110,7 +112,9 @@ func main() {
 				}
 				params = "vfs=walsync&walsync_bucket=" + url.QueryEscape(b)
 			}
-			rate := throughput(p, params)
+			var rate float64
+			label := map[bool]string{true: "walsync", false: "default"}[walsyncVFS]
+			pprof.Do(context.Background(), pprof.Labels("vfs", label), func(context.Context) { rate = throughput(p, params) })
 			if walsyncVFS {
 				ws = append(ws, rate)
 				if !*fileBkt {
@@ -128,6 +132,16 @@ func main() {
 	fmt.Printf("| insert throughput (transactions/s) | default VFS | vfs=walsync (async) | ratio |\n|---|---|---|---|\n")
 	fmt.Printf("| median of %d rounds | %.0f | %.0f | %.3f |\n", *rounds, md, mw, mw/md)
 	fmt.Printf("| rounds | %s | %s | |\n\n", rates(def), rates(ws))
+	// Each walsync round beside the default round next to it: the
+	// machine's drift (the same build varies by 10 %% between runs here)
+	// cancels out of these ratios.
+	var pairs []float64
+	for i := range min(len(def), len(ws)) {
+		pairs = append(pairs, ws[i]/def[i])
+	}
+	slices.Sort(pairs)
+	n4 := len(pairs) / 4
+	fmt.Printf("round-by-round ratio: median %.3f, quartiles %.3f-%.3f, of %d pairs\n\n", pairs[len(pairs)/2], pairs[n4], pairs[len(pairs)-1-n4], len(pairs))
 	if len(segs) > 0 {
 		fmt.Printf("segments uploaded per vfs=walsync round (%d transactions): %v\n\n", *commits, segs)
 	}
@@ -210,11 +224,41 @@ func throughput(path, params string) float64 {
 	db := open(path, params)
 	insert(db) // the first commit starts the replication
 	time.Sleep(500 * time.Millisecond)
+	var ru0, ru1 syscall.Rusage
+	var ms0, ms1 runtime.MemStats
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0) //nolint:errcheck
+	runtime.ReadMemStats(&ms0)
+	minio0 := minioCPU()
+	durs := make([]time.Duration, 0, *commits)
 	start := time.Now()
 	for i := 0; i < *commits; i++ {
+		t := time.Now()
 		insert(db)
+		durs = append(durs, time.Since(t))
 	}
-	rate := float64(*commits) / time.Since(start).Seconds()
+	wall := time.Since(start)
+	rate := float64(*commits) / wall.Seconds()
+	if *detail {
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru1) //nolint:errcheck
+		runtime.ReadMemStats(&ms1)
+		cpu := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()) * time.Nanosecond
+		var slow time.Duration
+		nslow := 0
+		for _, d := range durs {
+			if d > time.Millisecond {
+				slow += d
+				nslow++
+			}
+		}
+		slices.Sort(durs)
+		vfsName := "default"
+		if params != "" {
+			vfsName = "walsync"
+		}
+		fmt.Printf("round %-7s %6.0f tx/s, wall %v: commit p50 %v p99 %v max %v; %d over 1 ms, %v in all; CPU %v (MinIO %v); %d GC cycles\n",
+			vfsName, rate, wall.Round(time.Millisecond), durs[len(durs)/2].Round(time.Microsecond), durs[len(durs)*99/100].Round(time.Microsecond),
+			durs[len(durs)-1].Round(time.Microsecond), nslow, slow.Round(time.Millisecond), cpu.Round(time.Millisecond), (minioCPU() - minio0).Round(time.Millisecond), ms1.NumGC-ms0.NumGC)
+	}
 	if err := db.Close(); err != nil {
 		log.Fatal(err)
 	}
@@ -341,4 +385,22 @@ func pct(v []time.Duration, p int) string {
 		i--
 	}
 	return s[min(i, len(s)-1)].Round(10 * time.Microsecond).String()
+}
+
+// minioCPU is the CPU time MinIO (WALSYNC_TEST_MINIO_PID) has used so far,
+// from /proc (clock ticks of 10 ms); 0 when unknown.
+func minioCPU() time.Duration {
+	b, err := os.ReadFile("/proc/" + os.Getenv("WALSYNC_TEST_MINIO_PID") + "/stat")
+	if err != nil {
+		return 0
+	}
+	st := string(b)
+	f := strings.Fields(st[strings.LastIndexByte(st, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	var utime, stime int64
+	fmt.Sscan(f[11], &utime) //nolint:errcheck
+	fmt.Sscan(f[12], &stime) //nolint:errcheck
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
