@@ -14,7 +14,7 @@ import (
 
 // newTestDB opens a follower for the database at src, as Watcher.Run does,
 // without the event loop: the test calls sync itself.
-func newTestDB(t *testing.T, w *Watcher, src string) *DB {
+func newTestDB(t testing.TB, w *Watcher, src string) *DB {
 	t.Helper()
 	if w.snapshotSem == nil {
 		w.snapshotSem = make(chan struct{}, 1)

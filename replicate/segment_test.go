@@ -16,7 +16,7 @@ import (
 )
 
 // hookCapture is what the VFS's Flush does: append to the open segment.
-func hookCapture(t *testing.T, d *DB) int {
+func hookCapture(t testing.TB, d *DB) int {
 	t.Helper()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -29,7 +29,7 @@ func hookCapture(t *testing.T, d *DB) int {
 
 // newBatchDB follows a new source with a Batch watcher whose interval
 // never comes by itself; the application does not checkpoint on its own.
-func newBatchDB(t *testing.T) (string, *sql.DB, *Watcher, *DB) {
+func newBatchDB(t testing.TB) (string, *sql.DB, *Watcher, *DB) {
 	t.Helper()
 	src, app, st := newSource(t)
 	mustExec(t, app, "PRAGMA wal_autocheckpoint=0")
@@ -421,4 +421,34 @@ func TestAdvanceLeavesTheCaptureButNotARestart(t *testing.T) {
 	}
 	locked(func() error { _, err := d.capture(); return err }) // seal
 	uploadAndCompare(t, w, d, src)
+}
+
+// BenchmarkCapture is the CPU of the VFS's background capture: frames
+// read from the WAL and checked, compressed and hashed into the open
+// segment, 100 one-row commits (one page each) per capture. It reports
+// ns per frame, the figure docs/BENCHMARKS.md compares.
+//
+//	go test -run NONE -bench Capture ./replicate/
+func BenchmarkCapture(b *testing.B) {
+	_, app, _, d := newBatchDB(b)
+	app.SetMaxOpenConns(1)
+	mustExec(b, app, "PRAGMA wal_autocheckpoint=0")
+	frames := 0
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		if d.seg != nil && d.seg.n > 50_000 {
+			d.mu.Lock()
+			if err := d.sealOpen(); err != nil {
+				b.Fatal(err)
+			}
+			d.mu.Unlock()
+		}
+		for range 100 {
+			mustExec(b, app, "INSERT INTO t (b) VALUES (randomblob(200))")
+		}
+		b.StartTimer()
+		frames += hookCapture(b, d)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(frames), "ns/frame")
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/walsync/walsync/restore"
 )
 
-func openApp(t *testing.T, path string) *sql.DB {
+func openApp(t testing.TB, path string) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=10000")
 	if err != nil {
@@ -25,7 +25,7 @@ func openApp(t *testing.T, path string) *sql.DB {
 	return db
 }
 
-func mustExec(t *testing.T, db *sql.DB, q string) {
+func mustExec(t testing.TB, db *sql.DB, q string) {
 	t.Helper()
 	if _, err := db.Exec(q); err != nil {
 		t.Fatalf("%s: %v", q, err)
@@ -34,7 +34,7 @@ func mustExec(t *testing.T, db *sql.DB, q string) {
 
 // newSource creates app.db in WAL mode with a table t (id, b BLOB), opened
 // by the application, and an empty file bucket.
-func newSource(t *testing.T) (string, *sql.DB, *file.Client) {
+func newSource(t testing.TB) (string, *sql.DB, *file.Client) {
 	t.Helper()
 	src := filepath.Join(t.TempDir(), "app.db")
 	app := openApp(t, src)
