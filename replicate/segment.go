@@ -172,9 +172,14 @@ func (d *DB) sealOpen() error {
 	if err == nil {
 		err = os.Rename(filepath.Join(d.spool.dir, openName(o.seq)), filepath.Join(d.spool.dir, entryName(o.seq, false)))
 	}
-	if err == nil {
-		err = syncDir(d.spool.dir)
-	}
+	// No directory fsync here: the state.json that sealed writes next
+	// fsyncs the directory once for both renames. A crash before that
+	// leaves either rename, both or neither: a segment still named open
+	// is sealed again at the next start (sealOpenEntries keeps it whole:
+	// the zstd stream ends in the trailer, and state.json may already
+	// count it), and a sealed one that state.json does not count is
+	// found by recoverSpool. The uploader takes it only after sealed
+	// (d.committed), so nothing leaves the spool before the fsync.
 	if err != nil {
 		d.log.Warn("sealing a segment failed; recovering it", "seq", o.seq, "err", err)
 		return d.recoverOpen(o.seq)
