@@ -812,6 +812,11 @@ func (d *DB) brake() error {
 // before. It returns the number of frames.
 func (d *DB) capture() (int, error) { return d.captureFrames(true) }
 
+// readAheadBufs are the WAL read buffers of captures (wal.Scanner's
+// ReadAhead): 16 frames of 4 KiB pages per pread. Shared, so that a
+// database costs no buffer between captures.
+var readAheadBufs = sync.Pool{New: func() any { b := make([]byte, 16*(wal.FrameHeaderSize+4096)); return &b }}
+
 // captureFrames copies the frames committed after the position into the
 // open segment (segment.go) and advances the position; with seal, or
 // unless Watcher.Batch, the segment is then sealed for upload. It returns
@@ -875,6 +880,11 @@ func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", errDiscontinuity, err)
 	}
+	// Frames up to MaxFrame are committed and the pin keeps them in place:
+	// they can be read many per pread.
+	ahead := readAheadBufs.Get().(*[]byte)
+	defer readAheadBufs.Put(ahead)
+	sc.ReadAhead(h.MaxFrame, *ahead)
 	if d.seg == nil {
 		if d.seg, err = d.startOpen(pos, d.st.NextSeq); err != nil {
 			return 0, err

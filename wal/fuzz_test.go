@@ -104,6 +104,26 @@ func FuzzScanner(f *testing.F) {
 		if s.Err() != nil {
 			t.Fatalf("Err: got=%v, want nil", s.Err())
 		}
+		// With read-ahead (any limit, any buffer size) the same frames.
+		fs := int(wal.FrameSize(h.PageSize))
+		ra, err := wal.NewScanner(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		limit := uint32(len(data) % (len(frames) + 2))
+		ra.ReadAhead(limit, make([]byte, (len(data)%4)*fs+len(data)%7))
+		n := 0
+		for ra.Next() {
+			i, fh, off := ra.Frame()
+			if n >= len(frames) || i != frames[n].Index || fh.Pgno != frames[n].Pgno ||
+				!bytes.Equal(ra.FrameBytes(), data[off:off+int64(fs)]) {
+				t.Fatalf("read-ahead to frame %d, frame %d: got index %d page %d, differs from the plain scan", limit, n+1, i, fh.Pgno)
+			}
+			n++
+		}
+		if n != len(frames) || ra.Err() != nil {
+			t.Fatalf("read-ahead to frame %d: %d frames (%v), want %d", limit, n, ra.Err(), len(frames))
+		}
 		if fix {
 			// Every complete frame up to the first zero page number is valid.
 			want := 0

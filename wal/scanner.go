@@ -16,12 +16,20 @@ import (
 // FrameHeader.IsCommit), as ReadIndex does.
 //
 // A Scanner reads one frame per Next call with a single ReadAt into a buffer
-// allocated once, and does not allocate otherwise.
+// allocated once, and does not allocate otherwise; with ReadAhead it reads
+// several frames per ReadAt.
 type Scanner struct {
 	r         io.ReaderAt
 	hdr       Header
 	bigEndian bool
-	buf       []byte // frame header followed by page data
+	buf       []byte // the current frame: header followed by page data
+	own       []byte // buf when not reading ahead
+
+	// Read-ahead (ReadAhead): frames aheadFirst.. are in ahead[:aheadLen].
+	ahead      []byte
+	last       uint32 // ReadAhead never reads past this frame
+	aheadFirst uint32
+	aheadLen   int
 
 	index  uint32 // index of the last valid frame, 0 for none
 	fh     FrameHeader
@@ -80,7 +88,8 @@ func (s *Scanner) init(r io.ReaderAt, hdr Header, index, c1, c2 uint32) {
 	s.r = r
 	s.hdr = hdr
 	s.bigEndian = hdr.BigEndianChecksum()
-	s.buf = make([]byte, FrameHeaderSize+int(hdr.PageSize))
+	s.own = make([]byte, FrameHeaderSize+int(hdr.PageSize))
+	s.buf = s.own
 	s.index = index
 	s.c1, s.c2 = c1, c2
 }
@@ -100,25 +109,65 @@ func (s *Scanner) Next() bool {
 	if s.err != nil || s.index == math.MaxUint32 {
 		return false
 	}
-	off := FrameOffset(s.hdr.PageSize, s.index+1)
-	n, err := s.r.ReadAt(s.buf, off)
+	if !s.read() {
+		s.aheadLen = 0 // a retry reads the file again
+		return false
+	}
+	fh := ParseFrameHeader(s.buf)
+	if fh.Salt1 != s.hdr.Salt1 || fh.Salt2 != s.hdr.Salt2 || fh.Pgno == 0 {
+		s.aheadLen = 0
+		return false
+	}
+	c1, c2 := FrameChecksum(s.bigEndian, s.c1, s.c2, s.buf)
+	if c1 != fh.Checksum1 || c2 != fh.Checksum2 {
+		s.aheadLen = 0
+		return false
+	}
+	s.index++
+	s.fh = fh
+	s.c1, s.c2 = c1, c2
+	return true
+}
+
+// ReadAhead lets Next read as many frames per ReadAt as buf holds, up to
+// and including frame last, which must not change while the scanner reads
+// (frames a reader's read mark protects: committed, before a restart). Past
+// last, or when buf holds less than a frame, Next reads one frame at a time
+// as before. buf stays the caller's (a pool can share it between scanners)
+// and is used until the Scanner is dropped.
+func (s *Scanner) ReadAhead(last uint32, buf []byte) {
+	s.last, s.ahead, s.aheadLen = last, buf, 0
+}
+
+// read puts frame index+1 in s.buf; false at the end of the file or on an
+// I/O error (then s.err is set).
+func (s *Scanner) read() bool {
+	next := s.index + 1
+	fs := len(s.own)
+	if next <= s.last && len(s.ahead) >= fs {
+		if s.aheadLen == 0 || next < s.aheadFirst || int(next-s.aheadFirst+1)*fs > s.aheadLen {
+			k := min(len(s.ahead)/fs, int(s.last-next)+1)
+			n, err := s.r.ReadAt(s.ahead[:k*fs], FrameOffset(s.hdr.PageSize, next))
+			s.aheadFirst, s.aheadLen = next, n/fs*fs
+			if s.aheadLen == 0 {
+				if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+					s.err = err
+				}
+				return false
+			}
+		}
+		at := int(next-s.aheadFirst) * fs
+		s.buf = s.ahead[at : at+fs]
+		return true
+	}
+	s.buf = s.own
+	n, err := s.r.ReadAt(s.buf, FrameOffset(s.hdr.PageSize, next))
 	if n < len(s.buf) {
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 			s.err = err
 		}
 		return false
 	}
-	fh := ParseFrameHeader(s.buf)
-	if fh.Salt1 != s.hdr.Salt1 || fh.Salt2 != s.hdr.Salt2 || fh.Pgno == 0 {
-		return false
-	}
-	c1, c2 := FrameChecksum(s.bigEndian, s.c1, s.c2, s.buf)
-	if c1 != fh.Checksum1 || c2 != fh.Checksum2 {
-		return false
-	}
-	s.index++
-	s.fh = fh
-	s.c1, s.c2 = c1, c2
 	return true
 }
 
