@@ -23,13 +23,13 @@ type Scanner struct {
 	hdr       Header
 	bigEndian bool
 	buf       []byte // the current frame: header followed by page data
-	own       []byte // buf when not reading ahead
 
-	// Read-ahead (ReadAhead): frames aheadFirst.. are in ahead[:aheadLen].
-	ahead      []byte
-	last       uint32 // ReadAhead never reads past this frame
-	aheadFirst uint32
-	aheadLen   int
+	// Frames first.. are in win[:winLen]: one frame in own, or with
+	// ReadAhead several in ahead, never past frame last.
+	own, ahead  []byte
+	win         []byte
+	last, first uint32
+	winLen      int
 
 	index  uint32 // index of the last valid frame, 0 for none
 	fh     FrameHeader
@@ -88,8 +88,6 @@ func (s *Scanner) init(r io.ReaderAt, hdr Header, index, c1, c2 uint32) {
 	s.r = r
 	s.hdr = hdr
 	s.bigEndian = hdr.BigEndianChecksum()
-	s.own = make([]byte, FrameHeaderSize+int(hdr.PageSize))
-	s.buf = s.own
 	s.index = index
 	s.c1, s.c2 = c1, c2
 }
@@ -110,17 +108,17 @@ func (s *Scanner) Next() bool {
 		return false
 	}
 	if !s.read() {
-		s.aheadLen = 0 // a retry reads the file again
+		s.winLen = 0 // a retry reads the file again
 		return false
 	}
 	fh := ParseFrameHeader(s.buf)
 	if fh.Salt1 != s.hdr.Salt1 || fh.Salt2 != s.hdr.Salt2 || fh.Pgno == 0 {
-		s.aheadLen = 0
+		s.winLen = 0
 		return false
 	}
 	c1, c2 := FrameChecksum(s.bigEndian, s.c1, s.c2, s.buf)
 	if c1 != fh.Checksum1 || c2 != fh.Checksum2 {
-		s.aheadLen = 0
+		s.winLen = 0
 		return false
 	}
 	s.index++
@@ -136,38 +134,34 @@ func (s *Scanner) Next() bool {
 // as before. buf stays the caller's (a pool can share it between scanners)
 // and is used until the Scanner is dropped.
 func (s *Scanner) ReadAhead(last uint32, buf []byte) {
-	s.last, s.ahead, s.aheadLen = last, buf, 0
+	s.last, s.ahead, s.winLen = last, buf, 0
 }
 
-// read puts frame index+1 in s.buf; false at the end of the file or on an
-// I/O error (then s.err is set).
+// read puts frame index+1 in s.buf, reading the file unless the window
+// holds it; false at the end of the file or on an I/O error (then s.err
+// is set).
 func (s *Scanner) read() bool {
 	next := s.index + 1
-	fs := len(s.own)
-	if next <= s.last && len(s.ahead) >= fs {
-		if s.aheadLen == 0 || next < s.aheadFirst || int(next-s.aheadFirst+1)*fs > s.aheadLen {
-			k := min(len(s.ahead)/fs, int(s.last-next)+1)
-			n, err := s.r.ReadAt(s.ahead[:k*fs], FrameOffset(s.hdr.PageSize, next))
-			s.aheadFirst, s.aheadLen = next, n/fs*fs
-			if s.aheadLen == 0 {
-				if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-					s.err = err
-				}
-				return false
+	fs := int(FrameSize(s.hdr.PageSize))
+	if int(next-s.first+1)*fs > s.winLen {
+		s.win = s.ahead[:min(len(s.ahead)/fs, int(s.last-next)+1)*fs]
+		if next > s.last || len(s.win) == 0 {
+			if s.own == nil {
+				s.own = make([]byte, fs)
 			}
+			s.win = s.own
 		}
-		at := int(next-s.aheadFirst) * fs
-		s.buf = s.ahead[at : at+fs]
-		return true
-	}
-	s.buf = s.own
-	n, err := s.r.ReadAt(s.buf, FrameOffset(s.hdr.PageSize, next))
-	if n < len(s.buf) {
-		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-			s.err = err
+		n, err := s.r.ReadAt(s.win, FrameOffset(s.hdr.PageSize, next))
+		s.first, s.winLen = next, n/fs*fs
+		if s.winLen == 0 {
+			if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				s.err = err
+			}
+			return false
 		}
-		return false
 	}
+	at := int(next-s.first) * fs
+	s.buf = s.win[at : at+fs]
 	return true
 }
 
@@ -186,7 +180,12 @@ func (s *Scanner) Frame() (index uint32, fh FrameHeader, offset int64) {
 // Data returns the page data of the current frame. The slice is reused: it
 // is valid only until the next call to Next, and only if the last call to
 // Next returned true.
-func (s *Scanner) Data() []byte { return s.buf[FrameHeaderSize:] }
+func (s *Scanner) Data() []byte {
+	if s.buf == nil {
+		return nil
+	}
+	return s.buf[FrameHeaderSize:]
+}
 
 // FrameBytes returns the whole current frame (header and page data), with
 // the same lifetime as Data.
