@@ -94,8 +94,8 @@ type DB struct {
 	// pinWanted, above 0, asks a background capture to give way: that many
 	// CatchUps wait for d.mu to move the pin before SQLite's checkpoint.
 	pinWanted atomic.Int32
-	// captureAsked is what was asked of it since it last looked: 1, a
-	// capture; 2, a capture and then the open segment synced.
+	// captureAsked is what was asked of it since it last looked:
+	// askCapture, with askSync for a capture before a WAL restart.
 	captureAsked atomic.Int32
 	tmu          sync.Mutex   // guards timer
 	timer        *time.Timer  // the deferred sync (syncAfter)

@@ -619,6 +619,12 @@ func (w *Watcher) Flush(path string) {
 	}
 }
 
+// What a background capture was asked for (DB.captureAsked).
+const (
+	askCapture int32 = 1 << iota
+	askSync          // then start syncing the open segment (syncAhead)
+)
+
 // capture captures what is committed to d in the background, in one
 // goroutine per database at a time: a request made while it runs makes it
 // look once more. For CatchUp (beforeRestart) it then starts syncing the
@@ -626,15 +632,11 @@ func (w *Watcher) Flush(path string) {
 // once the pin moves to mark 0, and that move waits for the sync
 // (DB.barrier).
 func (w *Watcher) capture(d *DB, beforeRestart bool) {
-	ask := int32(1)
+	ask := askCapture
 	if beforeRestart {
-		ask = 2
+		ask |= askSync
 	}
-	for {
-		if cur := d.captureAsked.Load(); cur >= ask || d.captureAsked.CompareAndSwap(cur, ask) {
-			break
-		}
-	}
+	d.captureAsked.Or(ask)
 	if !d.flushing.CompareAndSwap(false, true) {
 		return
 	}
@@ -647,7 +649,7 @@ func (w *Watcher) capture(d *DB, beforeRestart bool) {
 				if err == nil && n > 0 {
 					d.setLastCapture(d.now())
 				}
-				if asked == 2 {
+				if asked&askSync != 0 {
 					d.syncAhead()
 				}
 			})
