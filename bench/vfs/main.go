@@ -53,7 +53,7 @@ var (
 	spacing = flag.Duration("spacing", 1500*time.Millisecond, "pause between the commits of a lag measurement (a commit after a quiet spell ships at once)")
 	walsync = flag.String("walsync", "bin/walsync", "the walsync CLI, for the watch lag")
 	cpuprof = flag.String("cpuprofile", "", "write a CPU profile of the throughput rounds to this file (samples labelled vfs=default or vfs=walsync)")
-	detail  = flag.Bool("detail", false, "print a line per throughput round: commit times, slow commits, CPU of this process and of MinIO, GC cycles")
+	detail  = flag.Bool("detail", false, "print a line per throughput round: the committing thread's time on a CPU, waiting for one and off CPU; commit times, slow commits, CPU of this process and of MinIO, GC cycles")
 	fileBkt = flag.Bool("file-bucket", false, "throughput rounds replicate to a file:// bucket instead of MinIO")
 )
 
@@ -221,6 +221,12 @@ func insert(db *sql.DB) {
 // throughput returns transactions per second; closing (which ships what
 // is pending with the VFS) is not counted.
 func throughput(path, params string) float64 {
+	if *detail {
+		// One thread commits, so that the kernel's accounting of that
+		// thread (threadSched) describes the committing work alone.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 	db := open(path, params)
 	insert(db) // the first commit starts the replication
 	time.Sleep(500 * time.Millisecond)
@@ -230,6 +236,7 @@ func throughput(path, params string) float64 {
 	runtime.ReadMemStats(&ms0)
 	minio0 := minioCPU()
 	durs := make([]time.Duration, 0, *commits)
+	run0, wait0 := threadSched()
 	start := time.Now()
 	for i := 0; i < *commits; i++ {
 		t := time.Now()
@@ -239,6 +246,12 @@ func throughput(path, params string) float64 {
 	wall := time.Since(start)
 	rate := float64(*commits) / wall.Seconds()
 	if *detail {
+		run1, wait1 := threadSched()
+		run, wait := run1-run0, wait1-wait0
+		fmt.Printf("thread on CPU %v, waiting for a CPU %v, off CPU %v; ", run.Round(time.Millisecond), wait.Round(time.Millisecond), (wall - run - wait).Round(time.Millisecond))
+		if fi, err := os.Stat(path + "-wal"); err == nil {
+			fmt.Printf("WAL %d KiB; ", fi.Size()>>10)
+		}
 		syscall.Getrusage(syscall.RUSAGE_SELF, &ru1) //nolint:errcheck
 		runtime.ReadMemStats(&ms1)
 		cpu := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()) * time.Nanosecond
@@ -385,6 +398,18 @@ func pct(v []time.Duration, p int) string {
 		i--
 	}
 	return s[min(i, len(s)-1)].Round(10 * time.Microsecond).String()
+}
+
+// threadSched is the calling thread's time on a CPU and time runnable but
+// waiting for one, so far (/proc/thread-self/schedstat); zero when unknown.
+func threadSched() (run, wait time.Duration) {
+	b, err := os.ReadFile("/proc/thread-self/schedstat")
+	if err != nil {
+		return 0, 0
+	}
+	var r, w int64
+	fmt.Sscan(string(b), &r, &w) //nolint:errcheck
+	return time.Duration(r), time.Duration(w)
 }
 
 // minioCPU is the CPU time MinIO (WALSYNC_TEST_MINIO_PID) has used so far,
