@@ -236,7 +236,7 @@ func throughput(path, params string) float64 {
 	runtime.ReadMemStats(&ms0)
 	minio0 := minioCPU()
 	durs := make([]time.Duration, 0, *commits)
-	run0, wait0 := threadSched()
+	run0, wait0, schedOK := threadSched()
 	start := time.Now()
 	for i := 0; i < *commits; i++ {
 		t := time.Now()
@@ -246,9 +246,10 @@ func throughput(path, params string) float64 {
 	wall := time.Since(start)
 	rate := float64(*commits) / wall.Seconds()
 	if *detail {
-		run1, wait1 := threadSched()
-		run, wait := run1-run0, wait1-wait0
-		fmt.Printf("thread on CPU %v, waiting for a CPU %v, off CPU %v; ", run.Round(time.Millisecond), wait.Round(time.Millisecond), (wall - run - wait).Round(time.Millisecond))
+		if run1, wait1, ok := threadSched(); ok && schedOK {
+			run, wait := run1-run0, wait1-wait0
+			fmt.Printf("thread on CPU %v, waiting for a CPU %v, off CPU %v; ", run.Round(time.Millisecond), wait.Round(time.Millisecond), (wall - run - wait).Round(time.Millisecond))
+		}
 		if fi, err := os.Stat(path + "-wal"); err == nil {
 			fmt.Printf("WAL %d KiB; ", fi.Size()>>10)
 		}
@@ -401,15 +402,18 @@ func pct(v []time.Duration, p int) string {
 }
 
 // threadSched is the calling thread's time on a CPU and time runnable but
-// waiting for one, so far (/proc/thread-self/schedstat); zero when unknown.
-func threadSched() (run, wait time.Duration) {
+// waiting for one, so far (/proc/thread-self/schedstat); ok is false when
+// the kernel does not say.
+func threadSched() (run, wait time.Duration, ok bool) {
 	b, err := os.ReadFile("/proc/thread-self/schedstat")
 	if err != nil {
-		return 0, 0
+		return 0, 0, false
 	}
 	var r, w int64
-	fmt.Sscan(string(b), &r, &w) //nolint:errcheck
-	return time.Duration(r), time.Duration(w)
+	if _, err := fmt.Sscan(string(b), &r, &w); err != nil {
+		return 0, 0, false
+	}
+	return time.Duration(r), time.Duration(w), true
 }
 
 // minioCPU is the CPU time MinIO (WALSYNC_TEST_MINIO_PID) has used so far,
