@@ -104,6 +104,11 @@ type DB struct {
 	brakeAfter time.Time // no brake before (after one that could not checkpoint everything)
 
 	seg *openSegment // the segment being appended to (segment.go), or nil
+	// nextOpen is the number of an empty open file made ahead of its
+	// segment (prepareOpen), 0 for none; nextOpenDurable: its directory
+	// entry is on disk.
+	nextOpen        uint64
+	nextOpenDurable bool
 
 	lastActivity time.Time     // the WAL's size or time last changed
 	recheck      time.Duration // delay of the next look after activity
@@ -334,9 +339,14 @@ func (d *DB) sealOpenEntries(st *spoolState) error {
 		if !e.Open {
 			continue
 		}
+		fi, _ := os.Stat(e.path(d.spool))
 		r, err := d.spool.recoverOpen(e.Seq)
 		if errors.Is(err, errNoOpenHeader) {
-			d.log.Warn("removed an open segment with no readable header", "seq", e.Seq)
+			if fi != nil && fi.Size() == 0 {
+				d.log.Debug("removed an empty open segment", "seq", e.Seq) // made ahead (prepareOpen)
+			} else {
+				d.log.Warn("removed an open segment with no readable header", "seq", e.Seq)
+			}
 			continue
 		} else if err != nil {
 			return err
@@ -983,6 +993,11 @@ func (d *DB) closeFiles() {
 		if err := d.sealOpen(); err != nil {
 			d.log.Error("could not seal the open segment; the next start recovers it", "err", err)
 		}
+	}
+	// Before the owner lock goes: the next owner may make the same name.
+	d.discardPrepared()
+	if err := d.spool.syncRemovals(); err != nil {
+		d.log.Warn("uploaded objects left the spool, but not durably; after a crash they are found in the bucket", "err", err)
 	}
 	// The owner lock goes first: a process that takes over then pins the
 	// WAL while our pins still hold it, so no writer can restart it over

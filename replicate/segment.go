@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -74,14 +75,38 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 
 func openName(seq uint64) string { return fmt.Sprintf("%020d%s", seq, openSuffix) }
 
-// startOpen creates the open segment for frames after pos, numbered seq.
+// startOpen creates the open segment for frames after pos, numbered seq,
+// in the file prepareOpen made for it if there is one.
 func (d *DB) startOpen(pos position, seq uint64) (*openSegment, error) {
 	path := filepath.Join(d.spool.dir, openName(seq))
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("spool %s: %w", path, err)
+	prepared, durable := d.nextOpen == seq, d.nextOpenDurable
+	if !prepared {
+		d.discardPrepared()
 	}
-	o := &openSegment{seq: seq, f: f, end: pos, first: d.now()}
+	d.nextOpen = 0
+	var f *os.File
+	var err error
+	if prepared {
+		// Only this process (the owner) makes open files, and only
+		// prepareOpen leaves one empty; gone (a new generation set the
+		// spool aside), it is made again.
+		if f, err = os.OpenFile(path, os.O_WRONLY, 0); err == nil {
+			if fi, serr := f.Stat(); serr != nil || fi.Size() != 0 {
+				f.Close()
+				return nil, fmt.Errorf("spool %s: the open segment made ahead is not empty", path)
+			}
+		} else if errors.Is(err, fs.ErrNotExist) {
+			prepared = false
+		} else {
+			return nil, fmt.Errorf("spool %s: %w", path, err)
+		}
+	}
+	if !prepared {
+		if f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644); err != nil {
+			return nil, fmt.Errorf("spool %s: %w", path, err)
+		}
+	}
+	o := &openSegment{seq: seq, f: f, end: pos, first: d.now(), dirSynced: prepared && durable}
 	o.cw.w = f
 	// PageCount holds the database size before the first frame until the
 	// segment is sealed, so that recovery knows the starting position.
@@ -153,7 +178,7 @@ func (d *DB) sealOpen() error {
 	}
 	if o.n == 0 {
 		d.dropOpen()
-		return removeSynced(d.spool.dir, openName(o.seq))
+		return d.spool.removeSynced(openName(o.seq))
 	}
 	d.seg = nil
 	err := o.ow.Close()
@@ -192,13 +217,49 @@ func (d *DB) sealed(seq uint64, frames uint32, end position) error {
 	d.st.Pos = end
 	d.st.NextSeq = seq + 1
 	d.st.Changed = true
+	d.prepareOpen(seq + 1)
 	if err := d.spool.saveState(d.st); err != nil {
 		return err
+	}
+	if d.nextOpen == seq+1 {
+		d.nextOpenDurable = true // the state's directory fsync took it along
 	}
 	d.committed.Store(d.st.NextSeq)
 	d.log.Debug("captured", "seq", seq, "frames", frames, "wal_frame", end.Frame)
 	d.w.notifyUpload(d)
 	return nil
+}
+
+// prepareOpen makes the empty file of the next open segment, seq, when a
+// seal is about to fsync the spool directory (for state.json): the
+// barrier of the segment that follows then needs no directory fsync of
+// its own. Only for a watcher inside the application (Watcher.Batch),
+// where segments stay open across hook captures and meet barriers;
+// `walsync watch` seals at every capture and keeps no file for an idle
+// database. A failure only costs that fsync later (startOpen makes the
+// file). An empty open file left by a crash is removed at the next start
+// (sealOpenEntries). Called with d.mu held.
+func (d *DB) prepareOpen(seq uint64) {
+	if !d.w.Batch || d.w.stopping.Load() || d.nextOpen == seq {
+		return // stopping: no file the shutdown would count as not shipped
+	}
+	d.discardPrepared()
+	f, err := os.OpenFile(filepath.Join(d.spool.dir, openName(seq)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return
+	}
+	f.Close()
+	d.nextOpen, d.nextOpenDurable = seq, false
+}
+
+// discardPrepared removes the file prepareOpen made, if any, unused. The
+// removal need not be durable: an empty open file is removed at the next
+// start anyway. Called with d.mu held.
+func (d *DB) discardPrepared() {
+	if d.nextOpen != 0 && d.spool != nil {
+		os.Remove(filepath.Join(d.spool.dir, openName(d.nextOpen)))
+	}
+	d.nextOpen = 0
 }
 
 // barrier makes the open segment's frames durable: called before the WAL
@@ -215,7 +276,7 @@ func (d *DB) barrier() error {
 		o.synced = o.good
 	}
 	if !o.dirSynced {
-		if err := syncDir(d.spool.dir); err != nil {
+		if err := d.spool.syncDir(); err != nil {
 			return err
 		}
 		o.dirSynced = true
@@ -238,7 +299,7 @@ func (d *DB) syncAhead() {
 	go func() {
 		err := o.f.Sync()
 		if err == nil && needDir {
-			err = syncDir(d.spool.dir)
+			err = d.spool.syncDir()
 		}
 		if err != nil {
 			return
@@ -303,7 +364,7 @@ func (s *spool) recoverOpen(seq uint64) (recovered, error) {
 	if errors.Is(err, errNoOpenHeader) {
 		// Nothing of it can be used; the position is where state.json
 		// says (it was recorded when the segment before was sealed).
-		if rerr := removeSynced(s.dir, openName(seq)); rerr != nil {
+		if rerr := s.removeSynced(openName(seq)); rerr != nil {
 			return r, rerr
 		}
 		return r, err
@@ -334,7 +395,7 @@ func (s *spool) recoverOpen(seq uint64) (recovered, error) {
 		}
 		r.frames, r.end = frames, end
 	}
-	return r, removeSynced(s.dir, openName(seq))
+	return r, s.removeSynced(openName(seq))
 }
 
 // startPosition is the position before an open segment's first frame, as
@@ -403,10 +464,10 @@ func scanOpen(path string, limit uint32, copyTo ...io.Writer) (walsync.ObjectHea
 	return hdr, kept, end, nil
 }
 
-// removeSynced removes name from dir and makes the removal durable.
-func removeSynced(dir, name string) error {
-	if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+// removeSynced removes name from the spool and makes the removal durable.
+func (s *spool) removeSynced(name string) error {
+	if err := os.Remove(filepath.Join(s.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return syncDir(dir)
+	return s.syncDir()
 }

@@ -37,7 +37,8 @@ func newBatchDB(t testing.TB) (string, *sql.DB, *Watcher, *DB) {
 	return src, app, w, newTestDB(t, w, src)
 }
 
-// spooled lists the segment entries in d's spool: sealed and open.
+// spooled lists the segment entries in d's spool: sealed and open. The
+// empty open file made ahead of the next segment (prepareOpen) is left out.
 func spooled(t *testing.T, d *DB) (sealed, open []spoolEntry) {
 	t.Helper()
 	entries, err := d.spool.entries()
@@ -47,6 +48,9 @@ func spooled(t *testing.T, d *DB) (sealed, open []spoolEntry) {
 	for _, e := range entries {
 		switch {
 		case e.Open:
+			if fi, err := os.Stat(e.path(d.spool)); err == nil && fi.Size() == 0 && e.Seq == d.nextOpen {
+				continue
+			}
 			open = append(open, e)
 		case !e.Snapshot:
 			sealed = append(sealed, e)
@@ -136,6 +140,68 @@ func TestBarrierBeforeRestart(t *testing.T) {
 	if d.seg == nil || d.seg.seq != first+1 {
 		t.Fatal("the restart did not end the open segment")
 	}
+	// The new segment's file was made before the seal's directory fsync
+	// (prepareOpen): its barrier has no directory to sync.
+	if !d.seg.dirSynced {
+		t.Fatal("the segment after the restart did not start in the file made ahead of it")
+	}
+	if err := d.sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	uploadAndCompare(t, w, d, src)
+	// Closing removes the file made ahead for the segment after.
+	if d.nextOpen == 0 {
+		t.Fatal("no file made ahead after the seal")
+	}
+	next := filepath.Join(spoolDir(src), openName(d.nextOpen))
+	d.close()
+	if _, err := os.Stat(next); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the file made ahead outlived the close: %v", err)
+	}
+}
+
+// A crash leaves the empty file made ahead of the next segment: the next
+// start removes it, continues the same generation, and the restore is
+// exact. And removals of uploaded objects, which have no directory fsync
+// of their own, are made durable before a retention pass.
+func TestMadeAheadFileAfterCrash(t *testing.T) {
+	src, app, w, d := newBatchDB(t)
+	gen := d.gen
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+	hookCapture(t, d)
+	if err := d.sync(context.Background()); err != nil { // seals: the interval has passed
+		t.Fatal(err)
+	}
+	if err := w.uploadAll(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	if !d.spool.unsynced.Load() {
+		t.Fatal("the upload removed nothing from the spool")
+	}
+	w.Retention = time.Hour
+	d.uploadedSincePrune.Store(true)
+	w.pruneAll(context.Background())
+	if d.spool.unsynced.Load() {
+		t.Fatal("a retention pass ran before the removals were durable")
+	}
+	if d.nextOpen == 0 {
+		t.Fatal("no file made ahead after the seal")
+	}
+	path := filepath.Join(spoolDir(src), openName(d.nextOpen))
+	d.nextOpen = 0 // the crash: close does not get to remove it
+	d.close()
+	if fi, err := os.Stat(path); err != nil || fi.Size() != 0 {
+		t.Fatalf("the empty file made ahead: %v", err)
+	}
+	d = newTestDB(t, w, src)
+	if d.gen != gen {
+		t.Fatalf("generation after the crash: got=%s, want %s (the same)", d.gen, gen)
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Fatal("the empty open file is still there after the start")
+	}
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+	hookCapture(t, d)
 	if err := d.sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -483,4 +549,26 @@ func TestSealLostRenameButNotState(t *testing.T) {
 		t.Fatalf("segment %d not sealed again: %v", seq, err)
 	}
 	uploadAndCompare(t, w, d, src)
+}
+
+// A Batch watcher stopped after a seal, with the file made ahead of the
+// next segment in its spool, reports nothing left to ship and leaves no
+// file behind.
+func TestBatchStopAfterSeal(t *testing.T) {
+	src, app, st := newSource(t)
+	rw := startWatcher(t, &Watcher{Storage: st, Batch: true, SyncInterval: time.Hour}, src, "app")
+	commitDurable(t, rw, app, src, 3) // Durable seals at once
+	d := rw.w.dbs[0]
+	d.mu.Lock()
+	next := d.nextOpen
+	d.mu.Unlock()
+	if next == 0 {
+		t.Fatal("no file made ahead after a seal")
+	}
+	rw.stop(t) // fails when the shutdown counts that file as not shipped
+	entries, err := (&spool{dir: spoolDir(src)}).entries()
+	if err != nil || len(entries) != 0 {
+		t.Fatalf("spool after the stop: %v (%v), want empty", entries, err)
+	}
+	restoreMatches(t, st, src)
 }

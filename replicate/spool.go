@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -94,6 +95,9 @@ func (s spoolState) generation() (walsync.Generation, error) {
 
 type spool struct {
 	dir string
+	// unsynced is set when a removal may not be on disk yet (remove):
+	// the next directory fsync makes it durable (writeFile, syncRemovals).
+	unsynced atomic.Bool
 }
 
 // spoolDir is the spool directory for the database at path.
@@ -175,7 +179,26 @@ func (s *spool) writeFile(name string, fill func(w io.Writer) error) error {
 		os.Remove(tmp)
 		return fmt.Errorf("spool %s: %w", filepath.Join(s.dir, name), err)
 	}
-	return syncDir(s.dir)
+	return s.syncDir()
+}
+
+// syncDir fsyncs the spool directory, which makes every removal before
+// it durable too.
+func (s *spool) syncDir() error {
+	s.unsynced.Store(false)
+	if err := syncDir(s.dir); err != nil {
+		s.unsynced.Store(true)
+		return err
+	}
+	return nil
+}
+
+// syncRemovals makes the removals remove made durable, if any is not yet.
+func (s *spool) syncRemovals() error {
+	if s == nil || !s.unsynced.Load() {
+		return nil
+	}
+	return s.syncDir()
 }
 
 // spoolEntry is one object waiting for upload.
@@ -246,7 +269,7 @@ func (s *spool) setAside() (string, error) {
 			return "", err
 		}
 	}
-	return dst, syncDir(s.dir)
+	return dst, s.syncDir()
 }
 
 // firstBefore returns the first entry waiting for upload whose name sorts
@@ -272,12 +295,19 @@ func (s *spool) firstBefore(target string) (string, error) {
 	return "", nil
 }
 
-// remove deletes an uploaded entry.
+// remove deletes an uploaded entry, without a directory fsync of its own:
+// the next state.json written (one per sealed segment) or syncRemovals
+// makes it durable. A removal a crash undoes only brings back an object
+// the bucket holds with the same bytes, which the next upload finds and
+// counts as done (Watcher.uploadEntry); retention, which may delete such
+// an object from the bucket, runs only after syncRemovals (pruneAll), so
+// a pruned object never comes back.
 func (s *spool) remove(e spoolEntry) error {
 	if err := os.Remove(e.path(s)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return syncDir(s.dir)
+	s.unsynced.Store(true)
+	return nil
 }
 
 // segmentEnd reads a spooled segment and returns the position after its

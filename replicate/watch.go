@@ -355,6 +355,9 @@ loop:
 	defer cancel()
 	var left int
 	for _, d := range w.dbs {
+		d.mu.Lock()
+		d.discardPrepared() // not an object left to ship
+		d.mu.Unlock()
 		if err := w.uploadAll(finalCtx, d); err != nil {
 			d.log.Error("could not ship everything before exit; it stays in the spool for the next start", "err", err)
 		}
@@ -377,6 +380,14 @@ loop:
 func (w *Watcher) pruneAll(ctx context.Context) {
 	for _, d := range w.dbs {
 		if !d.uploadedSincePrune.Swap(false) {
+			continue
+		}
+		// Before anything leaves the bucket, the uploaded objects leave
+		// the spool for good: a crash must not bring one back to upload
+		// again after retention deleted it (spool.remove).
+		if err := d.spool.syncRemovals(); err != nil {
+			d.uploadedSincePrune.Store(true)
+			d.log.Error("retention pass postponed", "err", err)
 			continue
 		}
 		res, err := prune(ctx, w.Storage, d.Name, w.Retention, w.now())
