@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -84,29 +83,23 @@ func (d *DB) startOpen(pos position, seq uint64) (*openSegment, error) {
 		d.discardPrepared()
 	}
 	d.nextOpen = 0
-	var f *os.File
-	var err error
-	if prepared {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	made := err == nil
+	if prepared && errors.Is(err, os.ErrExist) {
 		// Only this process (the owner) makes open files, and only
-		// prepareOpen leaves one empty; gone (a new generation set the
-		// spool aside), it is made again.
+		// prepareOpen leaves one empty. When a new generation set it
+		// aside, the O_EXCL open above made it again instead.
 		if f, err = os.OpenFile(path, os.O_WRONLY, 0); err == nil {
 			if fi, serr := f.Stat(); serr != nil || fi.Size() != 0 {
 				f.Close()
 				return nil, fmt.Errorf("spool %s: the open segment made ahead is not empty", path)
 			}
-		} else if errors.Is(err, fs.ErrNotExist) {
-			prepared = false
-		} else {
-			return nil, fmt.Errorf("spool %s: %w", path, err)
 		}
 	}
-	if !prepared {
-		if f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644); err != nil {
-			return nil, fmt.Errorf("spool %s: %w", path, err)
-		}
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: %w", path, err)
 	}
-	o := &openSegment{seq: seq, f: f, end: pos, first: d.now(), dirSynced: prepared && durable}
+	o := &openSegment{seq: seq, f: f, end: pos, first: d.now(), dirSynced: !made && durable}
 	o.cw.w = f
 	// PageCount holds the database size before the first frame until the
 	// segment is sealed, so that recovery knows the starting position.
@@ -240,8 +233,8 @@ func (d *DB) sealed(seq uint64, frames uint32, end position) error {
 // file). An empty open file left by a crash is removed at the next start
 // (sealOpenEntries). Called with d.mu held.
 func (d *DB) prepareOpen(seq uint64) {
-	if !d.w.Batch || d.w.stopping.Load() || d.nextOpen == seq {
-		return // stopping: no file the shutdown would count as not shipped
+	if !d.w.Batch || d.nextOpen == seq {
+		return
 	}
 	d.discardPrepared()
 	f, err := os.OpenFile(filepath.Join(d.spool.dir, openName(seq)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
