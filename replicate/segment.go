@@ -289,7 +289,7 @@ func (d *DB) syncAhead() {
 		return
 	}
 	target, needDir := o.good, !o.dirSynced
-	go func() {
+	go inBackground(func() {
 		err := o.f.Sync()
 		if err == nil && needDir {
 			err = d.spool.syncDir()
@@ -303,7 +303,7 @@ func (d *DB) syncAhead() {
 			o.synced = max(o.synced, target)
 			o.dirSynced = true
 		}
-	}()
+	})
 }
 
 // dropOpen closes the open segment's file without sealing it (the file

@@ -322,13 +322,13 @@ loop:
 			if pruning.CompareAndSwap(false, true) {
 				go func() {
 					defer pruning.Store(false)
-					w.pruneAll(syncCtx)
+					inBackground(func() { w.pruneAll(syncCtx) })
 				}()
 			}
 		case <-snapTick.C:
 			for _, d := range w.dbs {
 				if w.SnapshotInterval > 0 && d.snapshotDue() {
-					go w.runSnapshot(syncCtx, d)
+					go inBackground(func() { w.runSnapshot(syncCtx, d) })
 				}
 			}
 		}
@@ -499,9 +499,11 @@ func (w *Watcher) syncWorker(ctx context.Context) {
 			w.qmu.Lock()
 			d.pending = false
 			w.qmu.Unlock()
-			if err := d.sync(ctx); err != nil && ctx.Err() == nil {
-				d.log.Error("capture failed; retrying on the next change", "err", err)
-			}
+			inBackground(func() {
+				if err := d.sync(ctx); err != nil && ctx.Err() == nil {
+					d.log.Error("capture failed; retrying on the next change", "err", err)
+				}
+			})
 		}
 	}
 }
@@ -548,7 +550,9 @@ func (w *Watcher) uploadWorker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case d := <-w.uploadQ:
-			if err := w.uploadAll(ctx, d); errors.Is(err, errAnotherWriter) {
+			var err error
+			inBackground(func() { err = w.uploadAll(ctx, d) })
+			if errors.Is(err, errAnotherWriter) {
 				w.metrics.uploadErrors.Add(1)
 				d.fail(err)
 			} else if err != nil && ctx.Err() == nil {
@@ -651,7 +655,7 @@ func (w *Watcher) capture(d *DB, beforeRestart bool) {
 	if !d.flushing.CompareAndSwap(false, true) {
 		return
 	}
-	go func() {
+	go inBackground(func() {
 		for {
 			asked := d.captureAsked.Swap(0)
 			d.whileReplicating(func() {
@@ -672,7 +676,7 @@ func (w *Watcher) capture(d *DB, beforeRestart bool) {
 				return
 			}
 		}
-	}()
+	})
 }
 
 // KickNow is Kick even when a look is due: a checkpoint may be waiting

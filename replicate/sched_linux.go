@@ -1,0 +1,54 @@
+package replicate
+
+import (
+	"errors"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// inBackground runs f with the calling goroutine locked to its thread and
+// that thread scheduled as SCHED_BATCH, then puts the thread back as it
+// was. For walsync's own goroutines only (captures, fsyncs, uploads,
+// snapshots, retention), never on a caller's thread: the VFS hooks run on
+// the application's committing thread.
+//
+// SCHED_BATCH keeps the thread's share of CPU (its nice value and weight
+// are unchanged, so a busy machine still replicates as fast as before),
+// but a batch thread that wakes up never preempts the thread running on
+// that CPU: the application's committing thread, on a two-core machine,
+// was preempted by walsync's goroutines often enough to cost the VFS a
+// few percent of its insert throughput (docs/BENCHMARKS.md, "Background
+// work as SCHED_BATCH").
+//
+// Threads the Go runtime starts while a goroutine is locked are cloned
+// by its template thread, never by the locked one, so the policy does not
+// spread. A thread whose policy is not the normal one (the process runs
+// under chrt, say) is left alone.
+func inBackground(f func()) {
+	runtime.LockOSThread()
+	was, err := unix.SchedGetAttr(0, 0)
+	if err == nil && was.Policy == unix.SCHED_NORMAL {
+		batch := *was
+		batch.Policy = unix.SCHED_BATCH
+		err = unix.SchedSetAttr(0, &batch, 0)
+	} else if err == nil {
+		err = errNotNormal
+	}
+	if err != nil {
+		// Scheduling is only a preference: run f as it is.
+		runtime.UnlockOSThread()
+		f()
+		return
+	}
+	defer func() {
+		if unix.SchedSetAttr(0, was, 0) == nil {
+			runtime.UnlockOSThread()
+		}
+		// Otherwise the goroutine stays on this thread, which ends with it:
+		// no other goroutine ever runs on a batch thread.
+	}()
+	f()
+}
+
+var errNotNormal = errors.New("not SCHED_NORMAL")

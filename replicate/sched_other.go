@@ -1,0 +1,6 @@
+//go:build !linux
+
+package replicate
+
+// inBackground runs f (on Linux, at SCHED_BATCH: sched_linux.go).
+func inBackground(f func()) { f() }
