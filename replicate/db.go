@@ -837,6 +837,9 @@ func (d *DB) captureFrames(seal bool) (int, error) { return d.captureUntil(seal,
 // which stop (if not nil) says so: a background capture gives way to a
 // hook that needs d.mu (Watcher.CatchUp).
 func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
+	if d.w.testHookCapture != nil {
+		d.w.testHookCapture()
+	}
 	seal = seal || !d.w.Batch
 	h, err := d.readIndex()
 	if err != nil {

@@ -2,6 +2,7 @@ package replicate
 
 import (
 	"errors"
+	"os"
 	"runtime"
 
 	"golang.org/x/sys/unix"
@@ -9,9 +10,11 @@ import (
 
 // inBackground runs f with the calling goroutine locked to its thread and
 // that thread scheduled as SCHED_BATCH, then puts the thread back as it
-// was. For walsync's own goroutines only (captures, fsyncs, uploads,
-// snapshots, retention), never on a caller's thread: the VFS hooks run on
-// the application's committing thread.
+// was. For walsync's own goroutines only (captures, spool fsyncs,
+// uploads, snapshots, retention), never on a caller's thread: the VFS
+// hooks run on the application's committing thread. A locked goroutine
+// keeps its thread while it waits (on the network, say), so a process
+// holds at most one more thread per such task in flight.
 //
 // SCHED_BATCH keeps the thread's share of CPU (its nice value and weight
 // are unchanged, so a busy machine still replicates as fast as before),
@@ -19,13 +22,19 @@ import (
 // that CPU: the application's committing thread, on a two-core machine,
 // was preempted by walsync's goroutines often enough to cost the VFS a
 // few percent of its insert throughput (docs/BENCHMARKS.md, "Background
-// work as SCHED_BATCH").
+// work at SCHED_BATCH").
 //
 // Threads the Go runtime starts while a goroutine is locked are cloned
 // by its template thread, never by the locked one, so the policy does not
 // spread. A thread whose policy is not the normal one (the process runs
-// under chrt, say) is left alone.
+// under chrt, say) is left alone, and so is every thread while the
+// environment has WALSYNC_SCHED_BATCH=0 (read for each task, so that
+// bench/vfs -sched-ab can compare both in one process).
 func inBackground(f func()) {
+	if os.Getenv("WALSYNC_SCHED_BATCH") == "0" {
+		f()
+		return
+	}
 	runtime.LockOSThread()
 	was, err := unix.SchedGetAttr(0, 0)
 	if err == nil && was.Policy == unix.SCHED_NORMAL {

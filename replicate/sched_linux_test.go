@@ -2,6 +2,7 @@ package replicate
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"maps"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,14 +71,22 @@ func waitNoBatchThreads(t *testing.T) {
 	}
 }
 
-func TestInBackgroundRunsAtBatchAndPutsTheThreadBack(t *testing.T) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+// policyInBackground is the policy inBackground runs its task at, called
+// from a thread (locked by the caller) at SCHED_NORMAL.
+func policyInBackground(t *testing.T) uint32 {
+	t.Helper()
 	if p := threadPolicy(t); p != unix.SCHED_NORMAL {
 		t.Skipf("the test runs at scheduling policy %d, not SCHED_NORMAL", p)
 	}
 	var inside uint32
 	inBackground(func() { inside = threadPolicy(t) })
+	return inside
+}
+
+func TestInBackgroundRunsAtBatchAndPutsTheThreadBack(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	inside := policyInBackground(t)
 	if inside != unix.SCHED_BATCH {
 		t.Fatalf("inside inBackground: policy %d, want SCHED_BATCH (%d)", inside, unix.SCHED_BATCH)
 	}
@@ -130,38 +140,101 @@ func TestInBackgroundLeavesAnotherPolicyAlone(t *testing.T) {
 	}
 }
 
-// policyStorage records the scheduling policy of the threads that upload
-// snapshots and segments.
-type policyStorage struct {
-	countingStorage
-	mu       sync.Mutex
-	policies map[uint32]int
+func TestInBackgroundOffByEnvironment(t *testing.T) {
+	t.Setenv("WALSYNC_SCHED_BATCH", "0")
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	inside := policyInBackground(t)
+	if inside != unix.SCHED_NORMAL {
+		t.Fatalf("with WALSYNC_SCHED_BATCH=0, inBackground ran at policy %d, want SCHED_NORMAL", inside)
+	}
 }
 
-func (p *policyStorage) Put(ctx context.Context, key string, body io.ReadSeeker, size int64, sum string) error {
-	object := strings.HasSuffix(key, walsync.SnapshotSuffix) || strings.HasSuffix(key, walsync.SegmentSuffix)
-	if a, err := unix.SchedGetAttr(0, 0); err == nil && object {
+// policies records the scheduling policy of the threads that capture,
+// from the moment it is switched on (Run's own start-up capture runs on
+// its caller's thread, which waits for it).
+type policies struct {
+	on  atomic.Bool
+	mu  sync.Mutex
+	got map[uint32]int
+}
+
+func (p *policies) hook() {
+	if !p.on.Load() {
+		return
+	}
+	if a, err := unix.SchedGetAttr(0, 0); err == nil {
 		p.mu.Lock()
-		p.policies[a.Policy]++
+		p.got[a.Policy]++
 		p.mu.Unlock()
 	}
-	return p.countingStorage.Put(ctx, key, body, size, sum)
+}
+
+// mustBeBatch fails unless what was recorded ran at SCHED_BATCH only,
+// at least once.
+func (p *policies) mustBeBatch(t *testing.T, what string) {
+	t.Helper()
+	p.mu.Lock()
+	got := maps.Clone(p.got)
+	p.mu.Unlock()
+	if len(got) != 1 || got[unix.SCHED_BATCH] == 0 {
+		t.Fatalf("%s ran at policies %v (policy: count), want SCHED_BATCH (%d) only", what, got, unix.SCHED_BATCH)
+	}
+}
+
+// Captures run at SCHED_BATCH: in the sync workers (walsync watch) and in
+// the background captures the VFS hooks ask for (Batch, Flush).
+func TestCapturesRunAtBatch(t *testing.T) {
+	for _, batch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batch=%v", batch), func(t *testing.T) {
+			src, app, st := newSource(t)
+			p := &policies{got: map[uint32]int{}}
+			w := &Watcher{Storage: st, Batch: batch, SyncInterval: time.Millisecond, testHookCapture: p.hook}
+			rw := startWatcher(t, w, src, "app")
+			p.on.Store(true)
+			for i := 0; i < 5; i++ {
+				mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+				if batch {
+					w.Flush(src)
+				} else {
+					w.KickNow(src)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			p.on.Store(false) // Durable captures on its caller's thread
+			commitDurable(t, rw, app, src, 1)
+			p.mustBeBatch(t, "captures")
+			rw.stop(t)
+			restoreMatches(t, st, src)
+			waitNoBatchThreads(t)
+		})
+	}
+}
+
+// uploadPolicies records the scheduling policy of the threads that upload
+// snapshots and segments.
+type uploadPolicies struct {
+	countingStorage
+	p *policies
+}
+
+func (u *uploadPolicies) Put(ctx context.Context, key string, body io.ReadSeeker, size int64, sum string) error {
+	if strings.HasSuffix(key, walsync.SnapshotSuffix) || strings.HasSuffix(key, walsync.SegmentSuffix) {
+		u.p.hook()
+	}
+	return u.countingStorage.Put(ctx, key, body, size, sum)
 }
 
 // The upload workers upload at SCHED_BATCH. (The claim at the start and
-// the uploads of a shutdown run in Run's goroutine, the caller's, at its
-// policy: the caller waits for them.)
+// the uploads of a shutdown run in Run's goroutine, the caller's.)
 func TestUploadsRunAtBatch(t *testing.T) {
 	src, app, st := newSource(t)
-	ps := &policyStorage{countingStorage: countingStorage{Storage: st}, policies: map[uint32]int{}}
-	rw := startWatcher(t, &Watcher{Storage: ps, SyncInterval: time.Millisecond}, src, "app")
+	p := &policies{got: map[uint32]int{}}
+	p.on.Store(true)
+	rw := startWatcher(t, &Watcher{Storage: &uploadPolicies{countingStorage: countingStorage{Storage: st}, p: p}, SyncInterval: time.Millisecond}, src, "app")
 	commitDurable(t, rw, app, src, 5)
-	ps.mu.Lock()
-	got := maps.Clone(ps.policies)
-	ps.mu.Unlock()
-	if len(got) != 1 || got[unix.SCHED_BATCH] == 0 {
-		t.Fatalf("uploads ran at policies %v (policy: count), want SCHED_BATCH (%d) only", got, unix.SCHED_BATCH)
-	}
+	p.on.Store(false)
+	p.mustBeBatch(t, "uploads")
 	rw.stop(t)
 	waitNoBatchThreads(t)
 }

@@ -111,6 +111,8 @@ type Watcher struct {
 	indexCtx    context.Context // for index writes from timers; nil until Run
 	indexSince  time.Time
 	indexClosed atomic.Bool
+
+	testHookCapture func() // runs as each capture starts, on its thread
 }
 
 // metrics are the counters the watcher keeps (exported later as

@@ -11,7 +11,10 @@
 //     spooled object is left).
 //
 // After the throughput rounds it prints how many segments each
-// vfs=walsync round uploaded.
+// vfs=walsync round uploaded. With -sched-ab, the walsync rounds alternate,
+// two pairs at a time, between walsync's background threads at
+// SCHED_BATCH (the default) and at the normal policy
+// (WALSYNC_SCHED_BATCH=0), and each arm's round-by-round ratio is printed.
 //
 // Every database is fresh; writes are single-row transactions with
 // synchronous=NORMAL (the usual WAL setting, and the one where any
@@ -55,6 +58,7 @@ var (
 	cpuprof = flag.String("cpuprofile", "", "write a CPU profile of the throughput rounds to this file (samples labelled vfs=default or vfs=walsync)")
 	detail  = flag.Bool("detail", false, "print a line per throughput round: the committing thread's time on a CPU, waiting for one and off CPU; commit times, slow commits, CPU of this process and of MinIO, GC cycles")
 	fileBkt = flag.Bool("file-bucket", false, "throughput rounds replicate to a file:// bucket instead of MinIO")
+	schedAB = flag.Bool("sched-ab", false, "alternate the walsync rounds between background threads at SCHED_BATCH and at the normal policy (WALSYNC_SCHED_BATCH=0), and print each arm's ratio")
 )
 
 func main() {
@@ -101,7 +105,15 @@ func main() {
 	}
 	var def, ws []float64
 	var segs []int
+	arms := map[bool][]float64{} // -sched-ab: round-by-round ratios, by "normal policy"
 	for r := 0; r < *rounds; r++ {
+		// Arms change every two rounds, so each has both orders.
+		normal := *schedAB && (r/2)%2 == 1
+		if normal {
+			os.Setenv("WALSYNC_SCHED_BATCH", "0") //nolint:errcheck
+		} else {
+			os.Unsetenv("WALSYNC_SCHED_BATCH") //nolint:errcheck
+		}
 		for _, walsyncVFS := range []bool{r%2 == 1, r%2 == 0} {
 			p := fresh()
 			params := ""
@@ -124,7 +136,9 @@ func main() {
 				def = append(def, rate)
 			}
 		}
+		arms[normal] = append(arms[normal], ws[r]/def[r])
 	}
+	os.Unsetenv("WALSYNC_SCHED_BATCH") //nolint:errcheck
 	if *cpuprof != "" {
 		pprof.StopCPUProfile()
 	}
@@ -139,9 +153,11 @@ func main() {
 	for i := range min(len(def), len(ws)) {
 		pairs = append(pairs, ws[i]/def[i])
 	}
-	slices.Sort(pairs)
-	n4 := len(pairs) / 4
-	fmt.Printf("round-by-round ratio: median %.3f, quartiles %.3f-%.3f, of %d pairs\n\n", pairs[len(pairs)/2], pairs[n4], pairs[len(pairs)-1-n4], len(pairs))
+	fmt.Printf("round-by-round ratio: %s\n\n", quartiles(pairs))
+	if *schedAB {
+		fmt.Printf("round-by-round ratio, background at SCHED_BATCH: %s\n", quartiles(arms[false]))
+		fmt.Printf("round-by-round ratio, background at the normal policy: %s\n\n", quartiles(arms[true]))
+	}
 	if len(segs) > 0 {
 		fmt.Printf("segments uploaded per vfs=walsync round (%d transactions): %v\n\n", *commits, segs)
 	}
@@ -399,6 +415,16 @@ func pct(v []time.Duration, p int) string {
 		i--
 	}
 	return s[min(i, len(s)-1)].Round(10 * time.Microsecond).String()
+}
+
+// quartiles describes ratios: median, quartiles, count.
+func quartiles(r []float64) string {
+	if len(r) == 0 {
+		return "no rounds"
+	}
+	r = slices.Sorted(slices.Values(r))
+	n4 := len(r) / 4
+	return fmt.Sprintf("median %.3f, quartiles %.3f-%.3f, of %d pairs", r[len(r)/2], r[n4], r[len(r)-1-n4], len(r))
 }
 
 // threadSched is the calling thread's time on a CPU and time runnable but
