@@ -1,7 +1,6 @@
 package replicate
 
 import (
-	"errors"
 	"os"
 	"runtime"
 
@@ -37,14 +36,13 @@ func inBackground(f func()) {
 	}
 	runtime.LockOSThread()
 	was, err := unix.SchedGetAttr(0, 0)
+	switched := false
 	if err == nil && was.Policy == unix.SCHED_NORMAL {
 		batch := *was
 		batch.Policy = unix.SCHED_BATCH
-		err = unix.SchedSetAttr(0, &batch, 0)
-	} else if err == nil {
-		err = errNotNormal
+		switched = unix.SchedSetAttr(0, &batch, 0) == nil
 	}
-	if err != nil {
+	if !switched {
 		// Scheduling is only a preference: run f as it is.
 		runtime.UnlockOSThread()
 		f()
@@ -59,5 +57,3 @@ func inBackground(f func()) {
 	}()
 	f()
 }
-
-var errNotNormal = errors.New("not SCHED_NORMAL")
