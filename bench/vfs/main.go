@@ -105,14 +105,16 @@ func main() {
 	}
 	var def, ws []float64
 	var segs []int
-	arms := map[bool][]float64{} // -sched-ab: round-by-round ratios, by "normal policy"
+	// Round-by-round ratios, by arm (-sched-ab: true for the rounds at
+	// the normal policy; without it every round is in arm false).
+	arms := map[bool][]float64{}
 	for r := 0; r < *rounds; r++ {
 		// Arms change every two rounds, so each has both orders.
 		normal := *schedAB && (r/2)%2 == 1
-		if normal {
+		if *schedAB && normal {
 			os.Setenv("WALSYNC_SCHED_BATCH", "0") //nolint:errcheck
-		} else {
-			os.Unsetenv("WALSYNC_SCHED_BATCH") //nolint:errcheck
+		} else if *schedAB {
+			os.Unsetenv("WALSYNC_SCHED_BATCH") //nolint:errcheck // the SCHED_BATCH arm
 		}
 		for _, walsyncVFS := range []bool{r%2 == 1, r%2 == 0} {
 			p := fresh()
@@ -138,7 +140,9 @@ func main() {
 		}
 		arms[normal] = append(arms[normal], ws[r]/def[r])
 	}
-	os.Unsetenv("WALSYNC_SCHED_BATCH") //nolint:errcheck
+	if *schedAB {
+		os.Unsetenv("WALSYNC_SCHED_BATCH") //nolint:errcheck
+	}
 	if *cpuprof != "" {
 		pprof.StopCPUProfile()
 	}
@@ -149,11 +153,7 @@ func main() {
 	// Each walsync round beside the default round next to it: the
 	// machine's drift (the same build varies by 10 %% between runs here)
 	// cancels out of these ratios.
-	var pairs []float64
-	for i := range min(len(def), len(ws)) {
-		pairs = append(pairs, ws[i]/def[i])
-	}
-	fmt.Printf("round-by-round ratio: %s\n\n", quartiles(pairs))
+	fmt.Printf("round-by-round ratio: %s\n\n", quartiles(slices.Concat(arms[false], arms[true])))
 	if *schedAB {
 		fmt.Printf("round-by-round ratio, background at SCHED_BATCH: %s\n", quartiles(arms[false]))
 		fmt.Printf("round-by-round ratio, background at the normal policy: %s\n\n", quartiles(arms[true]))
