@@ -231,3 +231,47 @@ func uploadAndCompare(t *testing.T, w *Watcher, d *DB, src string) {
 	}
 	restoreMatches(t, w.Storage, src)
 }
+
+// syncAfter tells OnQuiet how long a Kick has nothing to add: what is
+// left of the sync interval since the last capture, while the timer is
+// armed; the firing tells 0 before its sync is queued.
+func TestSyncAfterTellsOnQuiet(t *testing.T) {
+	src, _, st := newSource(t)
+	var mu sync.Mutex
+	var told []time.Duration
+	last := func() time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(told) == 0 {
+			t.Fatal("OnQuiet was never called")
+		}
+		return told[len(told)-1]
+	}
+	w := &Watcher{Storage: st, SyncInterval: time.Second, OnQuiet: func(path string, left time.Duration) {
+		if path != src {
+			t.Errorf("OnQuiet for %s, want %s", path, src)
+		}
+		mu.Lock()
+		told = append(told, left)
+		mu.Unlock()
+	}}
+	d := newTestDB(t, w, src)
+	d.setLastCapture(time.Now())
+	w.syncAfter(d, 20*time.Millisecond)
+	if left := last(); left <= 0 || left > time.Second {
+		t.Fatalf("armed within the interval: told %v, want (0, 1s]", left)
+	}
+	select {
+	case <-w.syncQ:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the timer did not queue a sync")
+	}
+	if left := last(); left != 0 {
+		t.Fatalf("after the timer fired: last told %v, want 0 (a Kick must be made again)", left)
+	}
+	d.setLastCapture(time.Now().Add(-2 * time.Second))
+	w.syncAfter(d, time.Hour)
+	if left := last(); left > 0 {
+		t.Fatalf("armed after the interval passed: told %v, want <= 0 (Kick syncs at once then)", left)
+	}
+}

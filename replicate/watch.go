@@ -86,6 +86,13 @@ type Watcher struct {
 	// position proven or a new generation started) and the watcher
 	// follows them.
 	OnReady func()
+	// OnQuiet, when set, hears how long a further Kick of a database
+	// would do nothing: Kick calls it with the time left (its deferred
+	// sync is armed and the sync interval has not passed), the firing of
+	// that sync with 0. It is called with the database's timer lock held,
+	// so the two never cross: it must return at once. For the VFS, whose
+	// shim then skips the call into Go for the commits of that time.
+	OnQuiet func(path string, left time.Duration)
 	// WALFrameLimit: when a database's WAL holds this many frames, walsync
 	// briefly locks writers out to let SQLite restart it (DB.brake); an
 	// application writing without a pause would otherwise grow its WAL
@@ -472,17 +479,32 @@ func (w *Watcher) enqueueSync(d *DB) {
 // syncAfter queues a sync of d after delay. Each database has one timer,
 // set to the earliest time asked for: a burst of commits asks for many
 // deferred syncs and gets one.
+//
+// With OnQuiet set, it tells how long a Kick would do nothing from now
+// on: while a timer is armed, its sync comes, and a sync that finds
+// frames to capture before the interval is over arms the timer again for
+// then (DB.sync); so Kick has nothing to add until the sync interval since
+// the last capture has passed, or the timer fires (it may fire before,
+// when armed for a recheck), whichever comes first. The firing says 0.
 func (w *Watcher) syncAfter(d *DB, delay time.Duration) {
 	due := time.Now().Add(delay).UnixNano()
 	d.tmu.Lock()
 	defer d.tmu.Unlock()
+	if w.OnQuiet != nil {
+		w.OnQuiet(d.Path, w.SyncInterval-time.Since(time.Unix(0, d.lastCaptureNs.Load())))
+	}
 	if cur := d.timerDue.Load(); cur != 0 && cur <= due {
 		return
 	}
 	d.timerDue.Store(due)
 	if d.timer == nil {
 		d.timer = time.AfterFunc(delay, func() {
+			d.tmu.Lock()
 			d.timerDue.Store(0)
+			if w.OnQuiet != nil {
+				w.OnQuiet(d.Path, 0)
+			}
+			d.tmu.Unlock()
 			if !w.stopping.Load() {
 				w.enqueueSync(d)
 			}
@@ -622,7 +644,9 @@ func (w *Watcher) Kick(path string) {
 	since := time.Since(time.Unix(0, d.lastCaptureNs.Load()))
 	if since >= w.SyncInterval {
 		w.enqueueSync(d)
-	} else if d.timerDue.Load() == 0 {
+		return
+	}
+	if d.timerDue.Load() == 0 {
 		w.syncAfter(d, w.SyncInterval-since)
 	}
 }

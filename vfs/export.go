@@ -11,7 +11,12 @@ import "C"
 import (
 	"fmt"
 	"os"
+	"sync/atomic"
 )
+
+// commitCalls counts the commits the shim reported (the tests read it:
+// the shim skips most in async mode).
+var commitCalls atomic.Int64
 
 func recoverInto(what string) {
 	if r := recover(); r != nil {
@@ -20,23 +25,27 @@ func recoverInto(what string) {
 }
 
 //export walsyncGoOpen
-func walsyncGoOpen(zName *C.char, walMode C.int) (id C.longlong) {
+func walsyncGoOpen(zName *C.char, walMode C.int, quiet **C.longlong) (id C.longlong) {
 	id = -1
 	defer recoverInto("open")
 	path := C.GoString(zName)
-	n, err := open(path, zName, walMode != 0)
+	n, q, err := open(path, zName, walMode != 0)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "walsync: cannot replicate %s: %v\n", path, err)
 		return -1
 	}
+	*quiet = q
 	return C.longlong(n)
 }
 
+// walsyncGoCommit returns the frame limit below which the shim may skip
+// the next calls while the quiet word holds (commit); 0: none.
+//
 //export walsyncGoCommit
-func walsyncGoCommit(id C.longlong, mxFrame, salt1 C.uint) C.int {
+func walsyncGoCommit(id C.longlong, mxFrame, salt1 C.uint) (skipBelow C.uint) {
 	defer recoverInto("commit")
-	commit(int64(id), uint32(mxFrame), uint32(salt1))
-	return 0
+	commitCalls.Add(1)
+	return C.uint(commit(int64(id), uint32(mxFrame), uint32(salt1)))
 }
 
 //export walsyncGoCheckpoint

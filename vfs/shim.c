@@ -21,7 +21,10 @@
 **           transaction committed (or a WAL recovery ran). Go is told
 **           (walsyncGoCommit) after the lock is released, so another
 **           writer is never held up; with walsync_sync=1 the call returns
-**           only once the commit is durable in the bucket.
+**           only once the commit is durable in the bucket. In async mode,
+**           while Go's quiet word says that its watcher would do nothing
+**           for a commit (its deferred sync is armed), the call is
+**           skipped, up to the frame limit Go gave (ws_may_skip).
 **   close   the close of the last connection to it (walsyncGoClose) ships
 **           what is pending and stops its replication.
 ** It also answers SQLITE_FCNTL_PERSIST_WAL with "keep": SQLite never
@@ -37,6 +40,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "shim.h"
 
@@ -61,6 +65,12 @@ struct WsFile {
 	int writeLocked;     /* this connection holds the WAL write lock */
 	int replicatedHere;  /* Go said this process replicates the database (for good) */
 	unsigned int mxFrame, salt1; /* the wal-index header when the write lock was taken */
+	/* Skipping walsyncGoCommit (ws_may_skip): Go's quiet word for the
+	** database (CLOCK_MONOTONIC ns until which its watcher does nothing
+	** for a commit; 0: none), and the frame limit and WAL salt of the
+	** last call's answer. */
+	long long *quiet;
+	unsigned int skipBelow, skipSalt;
 };
 
 static sqlite3_vfs ws_vfs;
@@ -168,6 +178,26 @@ static void ws_header(WsFile *w, unsigned int *mxFrame, unsigned int *salt1) {
 	}
 }
 
+long long walsync_shim_now_ns(void) {
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ws_may_skip reports whether the commit that ended at mx (WAL salt-1
+** salt) needs no call into Go: Go answered the connection's last call
+** with a frame limit that this commit stays below, in the same WAL, and
+** its quiet word has not run out. Go then would only Kick a watcher that
+** does nothing: its deferred sync is armed and captures this commit when
+** it fires, and the firing clears the word before it captures. Anything
+** else (the flushFrames boundary, the auto-checkpoint, a WAL restart,
+** sync mode, another process replicating) makes Go answer 0. */
+static int ws_may_skip(WsFile *w, unsigned int mx, unsigned int salt) {
+	if (!w->quiet || mx >= w->skipBelow || salt != w->skipSalt) return 0;
+	long long until = __atomic_load_n(w->quiet, __ATOMIC_ACQUIRE);
+return until != 0 && walsync_shim_now_ns() < until;
+}
+
 static int wsShmLock(sqlite3_file *f, int offset, int n, int flags) {
 	WsFile *w = (WsFile *)f;
 	sqlite3_file *r = REAL(f);
@@ -185,8 +215,14 @@ static int wsShmLock(sqlite3_file *f, int offset, int n, int flags) {
 			w->writeLocked = 0;
 		}
 		int rc = r->pMethods->xShmLock(r, offset, n, flags);
-		if (changed) walsyncGoCommit(w->id, mx, salt);
-		else if (ckpt) walsyncGoCheckpoint(w->id);
+		if (changed) {
+			if (!ws_may_skip(w, mx, salt)) {
+				w->skipBelow = walsyncGoCommit(w->id, mx, salt);
+				w->skipSalt = salt;
+			}
+		} else if (ckpt) {
+			walsyncGoCheckpoint(w->id);
+		}
 		return rc;
 	}
 	if (offset <= WS_WAL_WRITE_LOCK && WS_WAL_WRITE_LOCK < offset + n) {
@@ -266,7 +302,7 @@ static int wsOpen(sqlite3_vfs *vfs, const char *zName, sqlite3_file *f, int flag
 	if (w->real->pMethods->xRead(w->real, hdr, sizeof hdr, 0) == SQLITE_OK) {
 		walMode = hdr[18] == 2 && hdr[19] == 2;
 	}
-	long long id = walsyncGoOpen((char *)zName, walMode);
+	long long id = walsyncGoOpen((char *)zName, walMode, &w->quiet);
 	if (id < 0) {
 		/* Go printed why; the app sees SQLITE_CANTOPEN. */
 		w->real->pMethods->xClose(w->real);

@@ -13,4 +13,8 @@ const char *walsync_shim_uri_parameter(const char *zName, const char *zParam);
 /* walsync_shim_base_vfs names the VFS walsync forwards to. */
 const char *walsync_shim_base_vfs(void);
 
+/* walsync_shim_now_ns is CLOCK_MONOTONIC in nanoseconds: the clock of the
+** quiet word (see ws_may_skip in shim.c). */
+long long walsync_shim_now_ns(void);
+
 #endif

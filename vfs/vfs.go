@@ -277,6 +277,17 @@ type database struct {
 	broken              bool         // cannot be replicated (logged); writes are not held up
 	nudged              atomic.Int64 // when this process last nudged the replicating one (unix ns)
 	stop                chan struct{}
+
+	// quiet is the shim's word (C memory, shared by the connections of
+	// this process): until this CLOCK_MONOTONIC time (ns) a commit's
+	// call into Go would only Kick a watcher that does nothing then, so
+	// the shim skips it (within the frame limit commit gives); 0: call.
+	// Written by setQuiet under qmu; nil once the database is closed.
+	qmu   sync.Mutex
+	quiet *C.longlong
+	// skip: the shim may skip calls (WALSYNC_VFS_SKIP=0 turns it off,
+	// to measure what the calls cost).
+	skip bool
 }
 
 var (
@@ -288,32 +299,58 @@ var (
 
 // open is the first part of xOpen for a main database file. It returns the
 // database's handle, or an error that fails the open.
-func open(path string, zName *C.char, walMode bool) (int64, error) {
+func open(path string, zName *C.char, walMode bool) (int64, *C.longlong, error) {
 	dbMu.Lock()
 	defer dbMu.Unlock()
 	if d := byPath[path]; d != nil {
 		d.refs++
-		return d.id, nil
+		return d.id, d.quiet, nil
 	}
 	cfg, err := resolve(path, zName)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	nextID++
-	d := &database{id: nextID, path: path, cfg: cfg, refs: 1, stop: make(chan struct{}), wal: walMode}
+	d := &database{id: nextID, path: path, cfg: cfg, refs: 1, stop: make(chan struct{}), wal: walMode,
+		skip: os.Getenv("WALSYNC_VFS_SKIP") != "0"}
+	d.quiet = (*C.longlong)(C.calloc(1, C.size_t(unsafe.Sizeof(C.longlong(0)))))
 	d.baseLog = cfg.logger()
 	d.log = d.baseLog.With("db", cfg.name)
 	if walMode {
 		// Start now, before the application can commit: the position
 		// is proven (or a generation started) before the open returns.
 		if err := d.start(); err != nil && !errors.Is(err, replicate.ErrOwned) {
-			return 0, err
+			d.freeQuiet()
+			return 0, nil, err
 		}
 	}
 	// Otherwise the first commit in WAL mode starts it (commit).
 	byPath[path] = d
 	byID[d.id] = d
-	return d.id, nil
+	return d.id, d.quiet, nil
+}
+
+// freeQuiet frees the shim's word once no connection can read it.
+func (d *database) freeQuiet() {
+	d.qmu.Lock()
+	defer d.qmu.Unlock()
+	C.free(unsafe.Pointer(d.quiet))
+	d.quiet = nil
+}
+
+// setQuiet is the watcher's OnQuiet: it publishes to the shim until when
+// a commit need not call into Go (left <= 0: from now on it must).
+func (d *database) setQuiet(_ string, left time.Duration) {
+	d.qmu.Lock()
+	defer d.qmu.Unlock()
+	if d.quiet == nil {
+		return
+	}
+	var until int64
+	if left > 0 {
+		until = int64(C.walsync_shim_now_ns()) + int64(left)
+	}
+	atomic.StoreInt64((*int64)(unsafe.Pointer(d.quiet)), until)
 }
 
 // start opens storage and runs the watcher for d until stopped. It returns
@@ -364,6 +401,7 @@ func (d *database) run() error {
 		KeepSpare:        true, // pin moves come from the committing thread
 		Batch:            true, // one segment per sync interval, not per hook capture
 		OnReady:          func() { close(ready) },
+		OnQuiet:          d.setQuiet,
 	}
 	if err := w.Add(d.path, d.cfg.name); err != nil {
 		return err
@@ -387,6 +425,7 @@ func (d *database) run() error {
 	d.mu.Unlock()
 	go func() {
 		<-done
+		d.setQuiet("", 0) // a stopped watcher is not kicked: calls must come
 		d.mu.Lock()
 		d.runErr = runErr
 		d.mu.Unlock()
@@ -459,10 +498,18 @@ const flushFrames = 200
 
 // commit is called after a transaction committed and the WAL write lock
 // was released; mxFrame and salt1 are the wal-index header's after it.
-func commit(id int64, mxFrame, salt1 uint32) {
+//
+// It returns the frame limit of the shim's skipping: until the quiet word
+// (setQuiet) runs out, the connection's later commits of the same WAL
+// (salt1) that end below it need not call: each would only Kick a watcher
+// that does nothing then. The limit is the next flushFrames boundary (or
+// the auto-checkpoint), where a commit has more to do; 0: call every time
+// (sync mode, another process replicates, or no watcher yet). docs/BENCHMARKS.md
+// gives what a call per commit costs.
+func commit(id int64, mxFrame, salt1 uint32) (skipBelow uint32) {
 	d := lookup(id)
 	if d == nil {
-		return
+		return 0
 	}
 	d.mu.Lock()
 	w := d.w
@@ -497,6 +544,9 @@ func commit(id int64, mxFrame, salt1 uint32) {
 	if !d.cfg.sync {
 		if w != nil {
 			w.Kick(d.path)
+			if d.skip && mxFrame < autoCheckpointFrames {
+				skipBelow = min((mxFrame/flushFrames+1)*flushFrames, autoCheckpointFrames)
+			}
 		} else if now := time.Now().UnixNano(); now-d.nudged.Load() > int64(100*time.Millisecond) {
 			// Another process replicates the database: tell it (at most
 			// ten times a second; it batches anyway).
@@ -521,6 +571,7 @@ func commit(id int64, mxFrame, salt1 uint32) {
 	if err != nil {
 		d.log.Error("walsync_sync=1: a commit returned before it was durable in the bucket", "err", err)
 	}
+	return 0
 }
 
 // waitStarted waits for the watcher of a database that is starting in
@@ -624,6 +675,7 @@ func closeConn(id int64) {
 	delete(byID, id)
 	delete(byPath, d.path)
 	dbMu.Unlock()
+	d.freeQuiet() // its last connection is closed: no shim reads it
 	d.mu.Lock()
 	follower := d.w == nil && !d.starting && d.wal
 	d.mu.Unlock()

@@ -11,10 +11,13 @@
 //     spooled object is left).
 //
 // After the throughput rounds it prints how many segments each
-// vfs=walsync round uploaded. With -sched-ab, the walsync rounds alternate,
-// two pairs at a time, between walsync's background threads at
-// SCHED_BATCH (the default) and at the normal policy
-// (WALSYNC_SCHED_BATCH=0), and each arm's round-by-round ratio is printed.
+// vfs=walsync round uploaded. With -ab NAME=VALUE, the rounds alternate,
+// two pairs at a time, between the environment as given and NAME=VALUE
+// set (for instance WALSYNC_VFS_SKIP=0: the shim calls into Go at every
+// commit), and each arm's round-by-round ratio is printed: only such
+// in-run comparisons show effects of 1-2 %. -sched-ab is -ab
+// WALSYNC_SCHED_BATCH=0 (walsync's background threads at the normal
+// policy instead of SCHED_BATCH).
 //
 // Every database is fresh; writes are single-row transactions with
 // synchronous=NORMAL (the usual WAL setting, and the one where any
@@ -58,7 +61,8 @@ var (
 	cpuprof = flag.String("cpuprofile", "", "write a CPU profile of the throughput rounds to this file (samples labelled vfs=default or vfs=walsync)")
 	detail  = flag.Bool("detail", false, "print a line per throughput round: the committing thread's time on a CPU, waiting for one and off CPU; commit times, slow commits, CPU of this process and of MinIO, GC cycles")
 	fileBkt = flag.Bool("file-bucket", false, "throughput rounds replicate to a file:// bucket instead of MinIO")
-	schedAB = flag.Bool("sched-ab", false, "alternate the walsync rounds between background threads at SCHED_BATCH and at the normal policy (WALSYNC_SCHED_BATCH=0), and print each arm's ratio")
+	schedAB = flag.Bool("sched-ab", false, "the same as -ab WALSYNC_SCHED_BATCH=0")
+	abEnv   = flag.String("ab", "", "NAME=VALUE: alternate the rounds between the environment as given and NAME=VALUE set, and print each arm's ratio")
 )
 
 func main() {
@@ -105,16 +109,31 @@ func main() {
 	}
 	var def, ws []float64
 	var segs []int
-	// Round-by-round ratios, by arm (-sched-ab: true for the rounds at
-	// the normal policy; without it every round is in arm false).
+	// Round-by-round ratios, by arm (-ab: true for the rounds with
+	// NAME=VALUE set; without it every round is in arm false).
+	if *schedAB && *abEnv == "" {
+		*abEnv = "WALSYNC_SCHED_BATCH=0"
+	}
+	abName, abValue, ab := strings.Cut(*abEnv, "=")
+	if *abEnv != "" && (!ab || abName == "") {
+		log.Fatalf("-ab %q: want NAME=VALUE", *abEnv)
+	}
+	abWas, abWasSet := os.LookupEnv(abName)
+	restoreEnv := func() {
+		if abWasSet {
+			os.Setenv(abName, abWas) //nolint:errcheck
+		} else {
+			os.Unsetenv(abName) //nolint:errcheck
+		}
+	}
 	arms := map[bool][]float64{}
 	for r := 0; r < *rounds; r++ {
 		// Arms change every two rounds, so each has both orders.
-		normal := *schedAB && (r/2)%2 == 1
-		if *schedAB && normal {
-			os.Setenv("WALSYNC_SCHED_BATCH", "0") //nolint:errcheck
-		} else if *schedAB {
-			os.Unsetenv("WALSYNC_SCHED_BATCH") //nolint:errcheck // the SCHED_BATCH arm
+		set := ab && (r/2)%2 == 1
+		if set {
+			os.Setenv(abName, abValue) //nolint:errcheck
+		} else if ab {
+			restoreEnv()
 		}
 		for _, walsyncVFS := range []bool{r%2 == 1, r%2 == 0} {
 			p := fresh()
@@ -138,10 +157,10 @@ func main() {
 				def = append(def, rate)
 			}
 		}
-		arms[normal] = append(arms[normal], ws[r]/def[r])
+		arms[set] = append(arms[set], ws[r]/def[r])
 	}
-	if *schedAB {
-		os.Unsetenv("WALSYNC_SCHED_BATCH") //nolint:errcheck
+	if ab {
+		restoreEnv()
 	}
 	if *cpuprof != "" {
 		pprof.StopCPUProfile()
@@ -154,9 +173,9 @@ func main() {
 	// machine's drift (the same build varies by 10 %% between runs here)
 	// cancels out of these ratios.
 	fmt.Printf("round-by-round ratio: %s\n\n", quartiles(slices.Concat(arms[false], arms[true])))
-	if *schedAB {
-		fmt.Printf("round-by-round ratio, background at SCHED_BATCH: %s\n", quartiles(arms[false]))
-		fmt.Printf("round-by-round ratio, background at the normal policy: %s\n\n", quartiles(arms[true]))
+	if ab {
+		fmt.Printf("round-by-round ratio, environment as given: %s\n", quartiles(arms[false]))
+		fmt.Printf("round-by-round ratio, with %s: %s\n\n", *abEnv, quartiles(arms[true]))
 	}
 	if len(segs) > 0 {
 		fmt.Printf("segments uploaded per vfs=walsync round (%d transactions): %v\n\n", *commits, segs)
