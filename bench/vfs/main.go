@@ -59,7 +59,7 @@ var (
 	spacing = flag.Duration("spacing", 1500*time.Millisecond, "pause between the commits of a lag measurement (a commit after a quiet spell ships at once)")
 	walsync = flag.String("walsync", "bin/walsync", "the walsync CLI, for the watch lag")
 	cpuprof = flag.String("cpuprofile", "", "write a CPU profile of the throughput rounds to this file (samples labelled vfs=default or vfs=walsync)")
-	detail  = flag.Bool("detail", false, "print a line per throughput round: the committing thread's time on a CPU, waiting for one and off CPU; commit times, slow commits, CPU of this process and of MinIO, GC cycles")
+	detail  = flag.Bool("detail", false, "print a line per throughput round: the committing thread's time on a CPU, waiting for one and off CPU; commit times, slow commits, CPU of this process and of MinIO, GC cycles and bytes allocated")
 	fileBkt = flag.Bool("file-bucket", false, "throughput rounds replicate to a file:// bucket instead of MinIO")
 	schedAB = flag.Bool("sched-ab", false, "the same as -ab WALSYNC_SCHED_BATCH=0")
 	abEnv   = flag.String("ab", "", "NAME=VALUE: alternate the rounds between the environment as given and NAME=VALUE set, and print each arm's ratio")
@@ -304,9 +304,9 @@ func throughput(path, params string) float64 {
 		if params != "" {
 			vfsName = "walsync"
 		}
-		fmt.Printf("round %-7s %6.0f tx/s, wall %v: commit p50 %v p99 %v max %v; %d over 1 ms, %v in all; CPU %v (MinIO %v); %d GC cycles\n",
+		fmt.Printf("round %-7s %6.0f tx/s, wall %v: commit p50 %v p99 %v max %v; %d over 1 ms, %v in all; CPU %v (MinIO %v); %d GC cycles, %.1f MiB allocated\n",
 			vfsName, rate, wall.Round(time.Millisecond), durs[len(durs)/2].Round(time.Microsecond), durs[len(durs)*99/100].Round(time.Microsecond),
-			durs[len(durs)-1].Round(time.Microsecond), nslow, slow.Round(time.Millisecond), cpu.Round(time.Millisecond), (minioCPU() - minio0).Round(time.Millisecond), ms1.NumGC-ms0.NumGC)
+			durs[len(durs)-1].Round(time.Microsecond), nslow, slow.Round(time.Millisecond), cpu.Round(time.Millisecond), (minioCPU() - minio0).Round(time.Millisecond), ms1.NumGC-ms0.NumGC, float64(ms1.TotalAlloc-ms0.TotalAlloc)/(1<<20))
 	}
 	if err := db.Close(); err != nil {
 		log.Fatal(err)
