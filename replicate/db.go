@@ -91,8 +91,9 @@ type DB struct {
 	uploaded chan struct{}
 
 	flushing atomic.Bool // a background capture (Watcher.capture) is under way
-	// pinWanted, above 0, asks a background capture to give way: that many
-	// CatchUps wait for d.mu to move the pin before SQLite's checkpoint.
+	// pinWanted, above 0, asks a background capture and a sync to give
+	// way: that many CatchUps wait for d.mu to move the pin before
+	// SQLite's checkpoint.
 	pinWanted atomic.Int32
 	// captureAsked is what was asked of it since it last looked:
 	// askCapture, with askSync for a capture before a WAL restart.
@@ -581,13 +582,22 @@ func (d *DB) sync(ctx context.Context) error {
 	// its first frames.
 	sealDue := d.seg != nil && d.sealIn() <= 0
 	if seal := wait <= 0 || flush || sealDue || d.w.stopping.Load(); seal || held {
-		if n, err = d.captureFrames(seal); errors.Is(err, errDiscontinuity) {
+		if n, err = d.captureUntil(seal, d.hookWaiting); errors.Is(err, errDiscontinuity) {
 			return d.newGeneration(ctx, err.Error())
 		} else if err != nil {
 			return err
 		}
 		if n > 0 {
 			d.setLastCapture(d.now())
+		}
+		if d.hookWaiting() {
+			// CatchUp waits for d.mu on the application's committing
+			// thread (SQLite's checkpoint follows it): let go at once. It
+			// moves the pin itself and has the rest captured in the
+			// background; the checkpoint's hook queues the next sync, and
+			// this recheck covers the rest.
+			d.w.syncAfter(d, 5*time.Millisecond)
+			return nil
 		}
 		if h, err = d.readIndex(); err != nil {
 			return err
@@ -833,9 +843,15 @@ var readAheadBufs = sync.Pool{New: func() any { b := make([]byte, 16*(wal.FrameH
 // the number of frames. Called with d.mu held.
 func (d *DB) captureFrames(seal bool) (int, error) { return d.captureUntil(seal, nil) }
 
+// hookWaiting says whether a VFS hook waits for d.mu (Watcher.CatchUp):
+// a capture in the background or in a sync then stops at the next commit
+// and lets go (DB.pinWanted). Never while the watcher stops: the final
+// sync captures everything.
+func (d *DB) hookWaiting() bool { return d.pinWanted.Load() > 0 && !d.w.stopping.Load() }
+
 // captureUntil is captureFrames that stops after the first commit at
-// which stop (if not nil) says so: a background capture gives way to a
-// hook that needs d.mu (Watcher.CatchUp).
+// which stop (if not nil) says so: a background capture and a sync give
+// way to a hook that needs d.mu (Watcher.CatchUp).
 func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 	if d.w.testHookCapture != nil {
 		d.w.testHookCapture()

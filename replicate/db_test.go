@@ -275,3 +275,46 @@ func TestSyncAfterTellsOnQuiet(t *testing.T) {
 		t.Fatalf("armed after the interval passed: told %v, want <= 0 (Kick syncs at once then)", left)
 	}
 }
+
+// A sync gives way to a VFS hook that waits for the database's lock
+// (CatchUp, on the application's committing thread): its capture stops
+// after a commit and it lets go without moving the pin. The next sync
+// captures the rest, and the restore is exact.
+func TestSyncGivesWayToWaitingHook(t *testing.T) {
+	src, app, st := newSource(t)
+	w := &Watcher{Storage: st}
+	ctx := context.Background()
+	d := newTestDB(t, w, src)
+	if err := d.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	from := d.st.Pos.Frame
+	for i := 0; i < 5; i++ {
+		mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+	}
+	h, err := d.readIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, pinnedAt := d.cur, d.pinnedAt
+	d.setLastCapture(time.Now().Add(-time.Hour)) // a capture is due
+	d.pinWanted.Add(1)
+	err = d.sync(ctx)
+	d.pinWanted.Add(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.st.Pos.Frame; got <= from || got >= h.MaxFrame {
+		t.Fatalf("with a hook waiting, sync captured up to frame %d; want a commit after %d and before %d (the WAL's end)", got, from, h.MaxFrame)
+	}
+	if d.cur != cur || d.pinnedAt != pinnedAt {
+		t.Fatalf("with a hook waiting, sync moved the pin (from %d to %d)", pinnedAt, d.pinnedAt)
+	}
+	if err := d.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.st.Pos.Frame; got != h.MaxFrame {
+		t.Fatalf("the next sync captured up to frame %d, want %d", got, h.MaxFrame)
+	}
+	uploadAndCompare(t, w, d, src)
+}

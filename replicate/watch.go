@@ -685,7 +685,7 @@ func (w *Watcher) capture(d *DB, beforeRestart bool) {
 		for {
 			asked := d.captureAsked.Swap(0)
 			d.whileReplicating(func() {
-				n, err := d.captureUntil(false, func() bool { return d.pinWanted.Load() > 0 })
+				n, err := d.captureUntil(false, d.hookWaiting)
 				d.hookFailed(err)
 				if err == nil && n > 0 {
 					d.setLastCapture(d.now())
@@ -698,7 +698,7 @@ func (w *Watcher) capture(d *DB, beforeRestart bool) {
 			// Given way to CatchUp, which asks again once it has moved the
 			// pin. Otherwise a request that came after the Swap and found
 			// this goroutine still running is this goroutine's to serve.
-			if d.pinWanted.Load() > 0 || d.captureAsked.Load() == 0 || !d.flushing.CompareAndSwap(false, true) {
+			if d.hookWaiting() || d.captureAsked.Load() == 0 || !d.flushing.CompareAndSwap(false, true) {
 				return
 			}
 		}
