@@ -540,6 +540,10 @@ func (d *DB) snapshot(ctx context.Context, captureFirst bool) error {
 	return nil
 }
 
+// soonestRecheck is how soon a sync that left work behind looks again:
+// the first step of its backoff, and the look after giving way to a hook.
+const soonestRecheck = 5 * time.Millisecond
+
 // sync captures new commits and moves the pin forward. Called by the
 // watcher when the WAL or the database file changed, and periodically.
 func (d *DB) sync(ctx context.Context) error {
@@ -596,7 +600,7 @@ func (d *DB) sync(ctx context.Context) error {
 			// moves the pin itself and has the rest captured in the
 			// background; the checkpoint's hook queues the next sync, and
 			// this recheck covers the rest.
-			d.w.syncAfter(d, 5*time.Millisecond)
+			d.w.syncAfter(d, soonestRecheck)
 			return nil
 		}
 		if h, err = d.readIndex(); err != nil {
@@ -657,7 +661,7 @@ func (d *DB) sync(ctx context.Context) error {
 	}
 	unindexed := d.walSize > wal.FrameOffset(d.st.PageSize, h.MaxFrame+1)
 	if (h.NBackfill != h.MaxFrame || unindexed) && d.now().Sub(d.lastActivity) < 10*time.Second {
-		d.recheck = min(max(2*d.recheck, 5*time.Millisecond), time.Second)
+		d.recheck = min(max(2*d.recheck, soonestRecheck), time.Second)
 		d.w.syncAfter(d, d.recheck)
 	}
 	return nil
