@@ -23,7 +23,7 @@ import (
 //
 //	skippable frame  magic 0x184D2A57, len 96: header (kind, generation, page size, WAL position, time)
 //	zstd frame(s)    the content: database pages (snapshot) or WAL frames (segment)
-//	skippable frame  magic 0x184D2A57, len 48: trailer (content length, content SHA-256)
+//	skippable frame  magic 0x184D2A57, len 48: trailer (content length, content SHA-256 or zeros)
 //
 // zstd decoders skip skippable frames; walsync reads them. Integers inside
 // the header and trailer payloads are big-endian like SQLite's own formats;
@@ -39,6 +39,7 @@ const (
 	FormatVersion = 1
 
 	flagWALBigEndian = 1 << 0
+	flagUnhashed     = 1 << 1
 )
 
 // Object kinds.
@@ -81,6 +82,13 @@ type ObjectHeader struct {
 	WALChecksum1, WALChecksum2 uint32
 	// WALBigEndian: the source WAL's checksums use big-endian words.
 	WALBigEndian bool
+	// Unhashed (segments only): the trailer holds no content SHA-256 (32
+	// zero bytes). The frames are covered instead by SQLite's own WAL
+	// checksum chain, which readers check frame by frame, and by the zstd
+	// frame checksum; the stored bytes keep their recorded SHA-256. Every
+	// segment walsync writes since December 2026 is unhashed; the content
+	// hash cost its capture as much CPU as zstd did.
+	Unhashed bool
 	// Seq: for a segment, its sequence number; for a snapshot, the number
 	// of the first segment that continues it.
 	Seq     uint64
@@ -105,6 +113,9 @@ func (h ObjectHeader) MarshalBinary() ([]byte, error) {
 	p[5] = h.Kind
 	if h.WALBigEndian {
 		p[6] |= flagWALBigEndian
+	}
+	if h.Unhashed {
+		p[6] |= flagUnhashed
 	}
 	copy(p[8:24], h.Generation[:])
 	binary.BigEndian.PutUint32(p[24:], h.PageSize)
@@ -140,10 +151,14 @@ func (h *ObjectHeader) UnmarshalBinary(b []byte) error {
 		return fmt.Errorf("%w: unknown object kind %q", ErrFormat, p[5])
 	}
 	h.Kind = p[5]
-	if p[6]&^flagWALBigEndian != 0 || p[7] != 0 {
+	if p[6]&^(flagWALBigEndian|flagUnhashed) != 0 || p[7] != 0 {
 		return fmt.Errorf("%w: unknown header flags %#x %#x", ErrFormat, p[6], p[7])
 	}
+	if p[6]&flagUnhashed != 0 && h.Kind != KindByteSegment {
+		return fmt.Errorf("%w: a snapshot without a content sha256 (header flags %#x)", ErrFormat, p[6])
+	}
 	h.WALBigEndian = p[6]&flagWALBigEndian != 0
+	h.Unhashed = p[6]&flagUnhashed != 0
 	copy(h.Generation[:], p[8:24])
 	h.PageSize = binary.BigEndian.Uint32(p[24:])
 	if !ValidPageSize(h.PageSize) {
@@ -218,26 +233,36 @@ var encoders = sync.Pool{New: func() any {
 type ObjectWriter struct {
 	w       io.Writer
 	enc     *zstd.Encoder
-	content hash.Hash
+	content hash.Hash // nil: Unhashed
 	n       uint64
 }
 
 // NewObjectWriter writes h to w and returns a writer for the content.
-// Close writes the trailer; it does not close w.
+// Close writes the trailer; it does not close w. With h.Unhashed (a
+// segment only) the trailer's content SHA-256 is left zero.
 func NewObjectWriter(w io.Writer, h ObjectHeader) (*ObjectWriter, error) {
+	if h.Unhashed && h.Kind != KindByteSegment {
+		return nil, fmt.Errorf("%w: only a segment may be written without a content sha256", ErrFormat)
+	}
 	hb, _ := h.MarshalBinary()
 	if _, err := w.Write(hb); err != nil {
 		return nil, err
 	}
 	enc := encoders.Get().(*zstd.Encoder)
 	enc.Reset(w)
-	return &ObjectWriter{w: w, enc: enc, content: sha256.New()}, nil
+	ow := &ObjectWriter{w: w, enc: enc}
+	if !h.Unhashed {
+		ow.content = sha256.New()
+	}
+	return ow, nil
 }
 
 // Write compresses content bytes.
 func (ow *ObjectWriter) Write(p []byte) (int, error) {
 	n, err := ow.enc.Write(p)
-	ow.content.Write(p[:n])
+	if ow.content != nil {
+		ow.content.Write(p[:n])
+	}
 	ow.n += uint64(n)
 	return n, err
 }
@@ -268,7 +293,9 @@ func (ow *ObjectWriter) Close() error {
 		return err
 	}
 	t := ObjectTrailer{ContentSize: ow.n}
-	copy(t.ContentSHA256[:], ow.content.Sum(nil))
+	if ow.content != nil {
+		copy(t.ContentSHA256[:], ow.content.Sum(nil))
+	}
 	tb, _ := t.MarshalBinary()
 	_, err = ow.w.Write(tb)
 	return err
@@ -281,7 +308,7 @@ type ObjectReader struct {
 	src     io.Reader
 	limited *io.LimitedReader
 	dec     *zstd.Decoder
-	content hash.Hash // nil: SkipContentSHA256
+	content hash.Hash // nil: SkipContentSHA256, or Header.Unhashed
 	n       uint64
 	err     error
 }
@@ -298,6 +325,9 @@ func NewObjectReader(r io.Reader, size int64) (*ObjectReader, error) {
 	or := &ObjectReader{src: r, content: sha256.New()}
 	if err := or.Header.UnmarshalBinary(hb); err != nil {
 		return nil, err
+	}
+	if or.Header.Unhashed {
+		or.content = nil
 	}
 	or.limited = &io.LimitedReader{R: r, N: size - HeaderLen - TrailerLen}
 	dec, err := zstd.NewReader(or.limited,
@@ -353,6 +383,9 @@ func (or *ObjectReader) finish() error {
 	}
 	if t.ContentSize != or.n {
 		return fmt.Errorf("%w: content is %d bytes, trailer says %d", ErrFormat, or.n, t.ContentSize)
+	}
+	if or.Header.Unhashed && t.ContentSHA256 != ([32]byte{}) {
+		return fmt.Errorf("%w: the trailer holds a content sha256, the header says it has none", ErrFormat)
 	}
 	if or.content != nil && !bytes.Equal(t.ContentSHA256[:], or.content.Sum(nil)) {
 		return fmt.Errorf("%w: content sha256 differs from the trailer", ErrChecksum)

@@ -110,6 +110,74 @@ func TestObjectCorruption(t *testing.T) {
 	}
 }
 
+func segmentHeader() ObjectHeader {
+	h := testHeader()
+	h.Kind, h.FrameCount, h.Unhashed = KindByteSegment, 2, true
+	return h
+}
+
+// A segment written Unhashed round-trips with its flag, carries 32 zero
+// bytes where the content SHA-256 would be, and is still refused when its
+// content is damaged (the zstd frame checksum; restore and verify also
+// check the WAL checksum chain). A hashed object keeps its sum.
+func TestUnhashedSegment(t *testing.T) {
+	content := bytes.Repeat([]byte("frame and page "), 2*4120/15)
+	h := segmentHeader()
+	obj := encodeObject(t, h, content)
+	if trailer := obj[len(obj)-32:]; !bytes.Equal(trailer, make([]byte, 32)) {
+		t.Fatalf("trailer's content sha256: %x, want zeros", trailer)
+	}
+	if obj[8+6]&flagUnhashed == 0 {
+		t.Fatalf("header flags %#x: the unhashed bit is not set", obj[8+6])
+	}
+	or, err := NewObjectReader(bytes.NewReader(obj), int64(len(obj)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(or)
+	if err != nil || !bytes.Equal(got, content) || or.Header != h {
+		t.Fatalf("read: err=%v, %d bytes (want %d), header %+v (want %+v)", err, len(got), len(content), or.Header, h)
+	}
+
+	hashed := h
+	hashed.Unhashed = false
+	sum := sha256.Sum256(content)
+	if hobj := encodeObject(t, hashed, content); !bytes.Equal(hobj[len(hobj)-32:], sum[:]) {
+		t.Fatalf("a hashed segment's trailer: %x, want %x", hobj[len(hobj)-32:], sum)
+	}
+
+	// Damaged content has no trailer sum to fail: zstd's frame checksum
+	// refuses it (here the stored frame checksum itself is flipped).
+	bad := bytes.Clone(obj)
+	bad[len(bad)-TrailerLen-1] ^= 0x01
+	if or, err := NewObjectReader(bytes.NewReader(bad), int64(len(bad))); err != nil {
+		t.Fatal(err)
+	} else if _, err := io.ReadAll(or); !errors.Is(err, ErrChecksum) {
+		t.Fatalf("unhashed segment with a wrong frame checksum: got=%v, want ErrChecksum", err)
+	}
+
+	// The flag promises zeros: a sum in the trailer is a malformed object.
+	forged := bytes.Clone(obj)
+	forged[len(forged)-1] = 1
+	if or, err := NewObjectReader(bytes.NewReader(forged), int64(len(forged))); err != nil {
+		t.Fatal(err)
+	} else if _, err := io.ReadAll(or); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "header says it has none") {
+		t.Fatalf("unhashed segment with a sum in its trailer: got=%v, want ErrFormat", err)
+	}
+
+	// Snapshots always carry their content SHA-256.
+	snap := testHeader()
+	snap.Unhashed = true
+	if _, err := NewObjectWriter(io.Discard, snap); !errors.Is(err, ErrFormat) {
+		t.Fatalf("writing an unhashed snapshot: got=%v, want ErrFormat", err)
+	}
+	b, _ := snap.MarshalBinary()
+	var back ObjectHeader
+	if err := back.UnmarshalBinary(b); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "snapshot without a content sha256") {
+		t.Fatalf("reading an unhashed snapshot's header: got=%v, want ErrFormat", err)
+	}
+}
+
 func TestHeaderRejects(t *testing.T) {
 	good, _ := testHeader().MarshalBinary()
 	for _, tc := range []struct {
@@ -134,6 +202,7 @@ func TestHeaderRejects(t *testing.T) {
 
 func FuzzObjectReader(f *testing.F) {
 	f.Add(encodeObject(f, testHeader(), bytes.Repeat([]byte("x"), 100)))
+	f.Add(encodeObject(f, segmentHeader(), bytes.Repeat([]byte("y"), 100)))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		or, err := NewObjectReader(bytes.NewReader(b), int64(len(b)))

@@ -107,7 +107,7 @@ func (d *DB) startOpen(pos position, seq uint64) (*openSegment, error) {
 		Kind: walsync.KindByteSegment, Generation: d.gen, PageSize: d.st.PageSize, PageCount: pos.DBPages,
 		WALSalt1: pos.Salt1, WALSalt2: pos.Salt2, WALCheckpointSeq: pos.CkptSeq, WALFrame: pos.Frame + 1,
 		WALChecksum1: pos.Cksum1, WALChecksum2: pos.Cksum2, WALBigEndian: pos.BigEndian,
-		Seq: seq, Created: o.first,
+		Seq: seq, Created: o.first, Unhashed: true,
 	}
 	if o.ow, err = walsync.NewObjectWriter(&o.cw, o.hdr); err != nil {
 		f.Close()

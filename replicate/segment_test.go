@@ -91,8 +91,15 @@ func TestBatchAppendsUntilSealed(t *testing.T) {
 		if err := d.sync(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		if _, open := spooled(t, d); len(open) != 0 {
+		sealed, open = spooled(t, d)
+		if len(open) != 0 {
 			t.Fatalf("open segments after the sync: %d", len(open))
+		}
+		// Segments carry no content SHA-256 (docs/FORMAT.md, flags bit 1).
+		for _, e := range sealed {
+			if h, _, err := d.spool.segmentEnd(e); err != nil || !h.Unhashed {
+				t.Fatalf("batch=%v: segment %d: err=%v, unhashed=%v, want an unhashed segment", batch, e.Seq, err, h.Unhashed)
+			}
 		}
 		want := 1
 		if !batch {
@@ -263,6 +270,9 @@ func TestOpenSegmentRecoveredAfterCrash(t *testing.T) {
 						t.Fatal(err)
 					}
 					frames = h.FrameCount
+					if !h.Unhashed {
+						t.Fatalf("segment %d sealed by the recovery carries a content sha256, want none", seq)
+					}
 				}
 			}
 			want := uint32(n1)

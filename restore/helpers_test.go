@@ -263,6 +263,9 @@ func (s *source) segment(edit ...func(h *walsync.ObjectHeader, content []byte)) 
 		WALSalt1: wh.Salt1, WALSalt2: wh.Salt2, WALCheckpointSeq: wh.CheckpointSeq,
 		WALBigEndian: wh.BigEndianChecksum(), WALFrame: first, FrameCount: frames,
 		WALChecksum1: c1, WALChecksum2: c2, Seq: s.seq,
+		// Odd numbers as walsync writes segments now, even ones as before
+		// December 2026 (with a content SHA-256): every chain mixes both.
+		Unhashed: s.seq%2 == 1,
 	}
 	for _, e := range edit {
 		e(&h, content)

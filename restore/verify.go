@@ -15,13 +15,14 @@ import (
 
 // Verify (`walsync verify`): every object of every generation is read in
 // full, with the checks restore makes (readSnapshot, readSegment: stored
-// SHA-256, framing, content SHA-256 against the trailer, each segment's
-// WAL checksum chain), and the generation's chain is checked with the
-// continuity rule restore applies (continues): from each snapshot through
-// every segment of its generation, no number missing. Nothing is written:
-// pages go to io.Discard. Objects are independent until they are linked, so
-// they are read concurrently (Parallel at a time, largest first, across
-// names and generations), each one streamed with one buffer.
+// SHA-256, framing, content SHA-256 against the trailer where the object
+// has one, each segment's WAL checksum chain), and the generation's chain
+// is checked with the continuity rule restore applies (continues): from
+// each snapshot through every segment of its generation, no number
+// missing. Nothing is written: pages go to io.Discard. Objects are
+// independent until they are linked, so they are read concurrently
+// (Parallel at a time, largest first, across names and generations), each
+// one streamed with one buffer.
 //
 // When every object of a generation passes and every link holds, every
 // restore point of the generation is restorable (restore makes no other

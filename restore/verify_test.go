@@ -148,7 +148,14 @@ func TestVerifyProblems(t *testing.T) {
 		}},
 		{"forged page: broken WAL checksum chain", func(t *testing.T, s *source) (int, []string) {
 			s.insert(10, 1000)
-			key := s.segment(func(_ *walsync.ObjectHeader, content []byte) { content[100] ^= 1 })
+			key := s.segment(func(h *walsync.ObjectHeader, content []byte) { h.Unhashed = false; content[100] ^= 1 })
+			return 2, []string{key, "WAL checksum chain broken"}
+		}},
+		{"forged page in a segment without a content sha256", func(t *testing.T, s *source) (int, []string) {
+			// The chain is all that is left to catch it: the stored bytes'
+			// sha256 and the zstd frame checksum are those of the forgery.
+			s.insert(10, 1000)
+			key := s.segment(func(h *walsync.ObjectHeader, content []byte) { h.Unhashed = true; content[4200] ^= 1 })
 			return 2, []string{key, "WAL checksum chain broken"}
 		}},
 		{"two different objects claim one number", func(t *testing.T, s *source) (int, []string) {
