@@ -59,6 +59,7 @@ var (
 	spacing = flag.Duration("spacing", 1500*time.Millisecond, "pause between the commits of a lag measurement (a commit after a quiet spell ships at once)")
 	walsync = flag.String("walsync", "bin/walsync", "the walsync CLI, for the watch lag")
 	cpuprof = flag.String("cpuprofile", "", "write a CPU profile of the throughput rounds to this file (samples labelled vfs=default or vfs=walsync)")
+	memprof = flag.String("memprofile", "", "write an allocation profile (both VFSes, sampled every 64 KiB) to this file after the throughput rounds; `go tool pprof -sample_index=alloc_space`")
 	detail  = flag.Bool("detail", false, "print a line per throughput round: the committing thread's time on a CPU, waiting for one and off CPU; commit times, slow commits, CPU of this process and of MinIO, GC cycles and bytes allocated")
 	fileBkt = flag.Bool("file-bucket", false, "throughput rounds replicate to a file:// bucket instead of MinIO")
 	schedAB = flag.Bool("sched-ab", false, "the same as -ab WALSYNC_SCHED_BATCH=0")
@@ -100,6 +101,9 @@ func main() {
 		time.Now().UTC().Format(time.RFC3339), *commits, *batch)
 
 	// 1. Throughput.
+	if *memprof != "" {
+		runtime.MemProfileRate = 64 << 10
+	}
 	if *cpuprof != "" {
 		f, err := os.Create(*cpuprof)
 		if err != nil {
@@ -164,6 +168,18 @@ func main() {
 	}
 	if *cpuprof != "" {
 		pprof.StopCPUProfile()
+	}
+	if *memprof != "" {
+		f, err := os.Create(*memprof)
+		if err == nil {
+			err = pprof.Lookup("allocs").WriteTo(f, 0)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			log.Fatal(err)
+		}
 	}
 	md, mw := median(def), median(ws)
 	fmt.Printf("| insert throughput (transactions/s) | default VFS | vfs=walsync (async) | ratio |\n|---|---|---|---|\n")
