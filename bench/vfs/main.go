@@ -95,7 +95,10 @@ func main() {
 		n++
 		return filepath.Join(work, fmt.Sprintf("db%d", n), "app.db")
 	}
-	s3url := func(p string) string { return fmt.Sprintf("s3://%s/run%d", bucket, n) + p }
+	// Prefixes carry the work directory's unique name: two bench processes
+	// sharing one MinIO never meet in the bucket.
+	prefix := func() string { return fmt.Sprintf("%s/run%d", filepath.Base(work), n) }
+	s3url := func(p string) string { return fmt.Sprintf("s3://%s/%s", bucket, prefix()) + p }
 
 	fmt.Printf("vfs bench: %s, %d transactions of %d row(s) per round, synchronous=NORMAL, MinIO on loopback\n\n",
 		time.Now().UTC().Format(time.RFC3339), *commits, *batch)
@@ -155,7 +158,7 @@ func main() {
 			if walsyncVFS {
 				ws = append(ws, rate)
 				if !*fileBkt {
-					segs = append(segs, countObjects(client, bucket, fmt.Sprintf("run%d/app/wal/", n)))
+					segs = append(segs, countObjects(client, bucket, prefix()+"/app/wal/"))
 				}
 			} else {
 				def = append(def, rate)
