@@ -582,3 +582,22 @@ func TestBatchStopAfterSeal(t *testing.T) {
 	}
 	restoreMatches(t, st, src)
 }
+
+// A flush request is seen by a capture that happened just before it, also
+// when the request file is made afresh: its mtime then comes from the
+// kernel's coarse clock, which lags time.Now by up to a tick.
+func TestFlushRequestAfterCapture(t *testing.T) {
+	for i := range 20 {
+		src := filepath.Join(t.TempDir(), "app.db")
+		if err := os.MkdirAll(spoolDir(src), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		captured := time.Now()
+		if err := RequestFlush(src); err != nil {
+			t.Fatal(err)
+		}
+		if !(&spool{dir: spoolDir(src)}).flushRequested(captured) {
+			t.Fatalf("try %d: a flush requested after the capture is not seen", i)
+		}
+	}
+}

@@ -478,14 +478,20 @@ func Nudge(dbPath string) error {
 	return touch(filepath.Join(spoolDir(dbPath), changedFileName))
 }
 
+// touch sets p's times to time.Now, making p if need be. The reader
+// compares them with its own time.Now (flushRequested), so a file made
+// afresh gets them too: the kernel stamps a new file with its coarse
+// clock, up to a tick behind, and a request made just after a capture
+// would look older than it (TestFlushRequestAfterCapture).
 func touch(p string) error {
 	now := time.Now()
-	if err := os.Chtimes(p, now, now); errors.Is(err, fs.ErrNotExist) {
-		return os.WriteFile(p, nil, 0o644)
-	} else if err != nil {
-		return err
+	err := os.Chtimes(p, now, now)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.WriteFile(p, nil, 0o644); err == nil {
+			err = os.Chtimes(p, now, now)
+		}
 	}
-	return nil
+	return err
 }
 
 // RequestFlush asks the process that replicates the database at dbPath to
