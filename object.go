@@ -322,12 +322,12 @@ func NewObjectReader(r io.Reader, size int64) (*ObjectReader, error) {
 	if _, err := io.ReadFull(r, hb); err != nil {
 		return nil, fmt.Errorf("read object header: %w", err)
 	}
-	or := &ObjectReader{src: r, content: sha256.New()}
+	or := &ObjectReader{src: r}
 	if err := or.Header.UnmarshalBinary(hb); err != nil {
 		return nil, err
 	}
-	if or.Header.Unhashed {
-		or.content = nil
+	if !or.Header.Unhashed {
+		or.content = sha256.New()
 	}
 	or.limited = &io.LimitedReader{R: r, N: size - HeaderLen - TrailerLen}
 	dec, err := zstd.NewReader(or.limited,
