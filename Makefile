@@ -21,6 +21,7 @@ FUZZ_TARGETS := \
 	.:FuzzParseKey \
 	.:FuzzParseDBHeader \
 	.:FuzzParseIndex \
+	.:FuzzSegmentChain \
 	./replicate:FuzzReadWALIndexHeader \
 	./replicate:FuzzScanOpen
 

@@ -40,6 +40,7 @@ const (
 
 	flagWALBigEndian = 1 << 0
 	flagUnhashed     = 1 << 1
+	flagRestarts     = 1 << 2
 )
 
 // Object kinds.
@@ -74,7 +75,7 @@ type ObjectHeader struct {
 	WALSalt1, WALSalt2 uint32
 	WALCheckpointSeq   uint32
 	WALFrame           uint32
-	FrameCount         uint32 // segments: number of frames in the content
+	FrameCount         uint32 // segments: number of records (frames and WAL restarts) in the content
 	// WALChecksum1/2 is the WAL's cumulative checksum: for a snapshot, after
 	// frame WALFrame; for a segment, before its first frame (after the
 	// previous frame, or the WAL header's checksum when it starts at frame
@@ -89,6 +90,12 @@ type ObjectHeader struct {
 	// segment walsync writes since December 2026 is unhashed; the content
 	// hash cost its capture as much CPU as zstd did.
 	Unhashed bool
+	// Restarts (segments only): the content may hold WAL restart records
+	// between transactions (docs/FORMAT.md, "WAL restarts inside a
+	// segment"): the frames after one come from the next WAL. Readers
+	// without this flag refuse a record with page number 0, and readers
+	// older than it refuse the flag.
+	Restarts bool
 	// Seq: for a segment, its sequence number; for a snapshot, the number
 	// of the first segment that continues it.
 	Seq     uint64
@@ -116,6 +123,9 @@ func (h ObjectHeader) MarshalBinary() ([]byte, error) {
 	}
 	if h.Unhashed {
 		p[6] |= flagUnhashed
+	}
+	if h.Restarts {
+		p[6] |= flagRestarts
 	}
 	copy(p[8:24], h.Generation[:])
 	binary.BigEndian.PutUint32(p[24:], h.PageSize)
@@ -151,14 +161,18 @@ func (h *ObjectHeader) UnmarshalBinary(b []byte) error {
 		return fmt.Errorf("%w: unknown object kind %q", ErrFormat, p[5])
 	}
 	h.Kind = p[5]
-	if p[6]&^(flagWALBigEndian|flagUnhashed) != 0 || p[7] != 0 {
+	if p[6]&^(flagWALBigEndian|flagUnhashed|flagRestarts) != 0 || p[7] != 0 {
 		return fmt.Errorf("%w: unknown header flags %#x %#x", ErrFormat, p[6], p[7])
 	}
 	if p[6]&flagUnhashed != 0 && h.Kind != KindByteSegment {
 		return fmt.Errorf("%w: a snapshot without a content sha256 (header flags %#x)", ErrFormat, p[6])
 	}
 	h.WALBigEndian = p[6]&flagWALBigEndian != 0
+	if p[6]&flagRestarts != 0 && h.Kind != KindByteSegment {
+		return fmt.Errorf("%w: a snapshot with WAL restart records (header flags %#x)", ErrFormat, p[6])
+	}
 	h.Unhashed = p[6]&flagUnhashed != 0
+	h.Restarts = p[6]&flagRestarts != 0
 	copy(h.Generation[:], p[8:24])
 	h.PageSize = binary.BigEndian.Uint32(p[24:])
 	if !ValidPageSize(h.PageSize) {

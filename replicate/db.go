@@ -884,10 +884,6 @@ func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 		if err != nil || wh.Salt1 != h.Salt1 || wh.Salt2 != h.Salt2 {
 			return 0, sealIf() // header not written yet; the next event brings it
 		}
-		// A segment holds frames of one WAL: the open one ends here.
-		if err := d.sealOpen(); err != nil {
-			return 0, err
-		}
 		// No arithmetic on salts or checkpoint sequence: SQLite does not
 		// promise any (a connection that did not run recovery writes its
 		// own counter, and a fresh one picks random salts). The proof is
@@ -895,6 +891,15 @@ func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 		d.log.Debug("WAL restarted", "salt1", fmt.Sprintf("%08x", wh.Salt1), "checkpoint_seq", wh.CheckpointSeq)
 		pos = position{Salt1: wh.Salt1, Salt2: wh.Salt2, CkptSeq: wh.CheckpointSeq, Cksum1: wh.Checksum1,
 			Cksum2: wh.Checksum2, BigEndian: wh.BigEndianChecksum(), HeaderKnown: true, DBPages: pos.DBPages}
+		if o := d.seg; o != nil && o.n > 0 && wh.PageSize == o.hdr.PageSize && (o.end.Salt1 != wh.Salt1 || o.end.Salt2 != wh.Salt2) {
+			// The open segment goes on across the restart: a restart
+			// record, then the new WAL's frames (segment.go).
+			if err := o.appendRestart(wh, pos); err != nil {
+				return 0, d.recoverAfterAppend(err)
+			}
+		} else if err := d.sealOpen(); err != nil {
+			return 0, err
+		}
 		d.walHdr = wh
 		d.st.Pos = pos
 	}
@@ -925,16 +930,7 @@ func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 	}
 	n, end, err := d.seg.appendFrames(sc, h.MaxFrame, stop)
 	if err != nil {
-		// Keep what the open segment held before this append.
-		seq, terr := d.seg.seq, d.seg.f.Truncate(d.seg.good)
-		d.dropOpen()
-		if terr != nil {
-			return 0, fmt.Errorf("%w (and truncating the open segment failed: %v)", err, terr)
-		}
-		if rerr := d.recoverOpen(seq); rerr != nil {
-			return 0, fmt.Errorf("%w (and recovering the open segment failed: %v)", err, rerr)
-		}
-		return 0, err
+		return 0, d.recoverAfterAppend(err)
 	}
 	d.seg.last = d.now()
 	d.st.Pos = end
@@ -945,6 +941,21 @@ func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 	}
 	d.armSeal()
 	return int(n), nil
+}
+
+// recoverAfterAppend handles an append to the open segment that failed
+// with err: the segment keeps what it held before the append and is
+// sealed (recoverOpen). It returns err, with any failure of that.
+func (d *DB) recoverAfterAppend(err error) error {
+	seq, terr := d.seg.seq, d.seg.f.Truncate(d.seg.good)
+	d.dropOpen()
+	if terr != nil {
+		return fmt.Errorf("%w (and truncating the open segment failed: %v)", err, terr)
+	}
+	if rerr := d.recoverOpen(seq); rerr != nil {
+		return fmt.Errorf("%w (and recovering the open segment failed: %v)", err, rerr)
+	}
+	return err
 }
 
 // sealIn is how long the open segment may stay open: until one sync

@@ -27,19 +27,24 @@ import (
 // `walsync watch` seals at every capture, as it always did: one capture,
 // one segment. A watcher inside the application (Watcher.Batch, the VFS)
 // appends the captures its commit hooks make (Flush, CatchUp) and seals
-// one SyncInterval after the first, or when the WAL restarts (a segment
-// holds frames of one WAL): a writer without pause costs one segment per
-// WAL restart instead of one per hook capture, and a hook's capture costs
-// no temporary file, rename or fsync. Until it is sealed, a segment's
+// one SyncInterval after the first: a writer without pause costs one
+// segment per sync interval instead of one per hook capture, and a hook's
+// capture costs no temporary file, rename or fsync. When the WAL restarts
+// under an open segment, the segment goes on: a restart record
+// (walsync.SegmentChain) carries the new WAL's header, and the frames
+// after it are the new WAL's. Until it is sealed, a segment's
 // content is only in the page cache; SQLite must not restart the WAL over
 // those frames before they are on disk (SPEC, "The VFS"), so before a pin
 // that lets the WAL restart replaces one that does not, the open file is
 // fsynced (barrier, called by cycle; syncAhead starts that fsync early).
 //
 // After a crash (of the process, or of the machine with some pages of the
-// open file lost) recoverOpen reads what the file holds, keeps the frames
+// open file lost) recoverOpen reads what the file holds, keeps the records
 // up to the last commit whose WAL checksum chain verifies from the
-// header's position, and seals them; the position continues from there.
+// header's position (across restart records), and seals them; the
+// position continues from there. A restart record with no commit after it
+// is dropped: the position is then the old WAL's end, which the WAL no
+// longer holds, and the next start begins a new generation.
 // An open segment is never uploaded, so nothing in the bucket can differ
 // from what is captured again after a crash.
 
@@ -53,7 +58,8 @@ type openSegment struct {
 	ow        *walsync.ObjectWriter
 	hdr       walsync.ObjectHeader // as written first; counts and time are set when sealed
 	end       position             // after the last frame appended
-	n         uint32               // frames appended
+	n         uint32               // records appended (frames and WAL restarts)
+	restarts  uint32               // WAL restart records appended
 	good      int64                // file size after the last complete append
 	synced    int64                // bytes known to be on disk
 	dirSynced bool                 // the file's directory entry is on disk
@@ -160,6 +166,26 @@ func (o *openSegment) appendFrames(sc *wal.Scanner, last uint32, stop func() boo
 	return n, end, nil
 }
 
+// appendRestart appends a WAL restart record (walsync.SegmentChain) for
+// the new WAL whose header is wh, so that the segment goes on with that
+// WAL's frames; pos is the position at the new WAL's start. Only after a
+// commit (every append ends with one). On error the segment is in an
+// unknown state, as for appendFrames.
+func (o *openSegment) appendRestart(wh wal.Header, pos position) error {
+	rec := walsync.AppendRestartRecord(make([]byte, 0, wal.FrameHeaderSize+int(o.hdr.PageSize)), wh, o.hdr.PageSize)
+	if _, err := o.ow.Write(rec); err != nil {
+		return err
+	}
+	if err := o.ow.Flush(); err != nil {
+		return err
+	}
+	o.n++
+	o.restarts++
+	o.end = pos
+	o.good = o.cw.n
+	return nil
+}
+
 // sealOpen seals the open segment, if any: it becomes <seq>.1.segment,
 // durable, recorded in state.json and handed to the uploader. On error
 // the file is recovered as after a crash (recoverOpen). Called with d.mu
@@ -178,6 +204,7 @@ func (d *DB) sealOpen() error {
 	if err == nil {
 		hdr := o.hdr
 		hdr.FrameCount, hdr.PageCount, hdr.Created = o.n, o.end.DBPages, o.last
+		hdr.Restarts = o.restarts > 0
 		hb, _ := hdr.MarshalBinary()
 		_, err = o.f.WriteAt(hb, 0)
 	}
@@ -353,7 +380,7 @@ var errNoOpenHeader = errors.New("open segment without a readable header")
 func (s *spool) recoverOpen(seq uint64) (recovered, error) {
 	path := filepath.Join(s.dir, openName(seq))
 	var r recovered
-	hdr, frames, end, err := scanOpen(path, 0)
+	hdr, frames, restarts, end, err := scanOpen(path, 0)
 	if errors.Is(err, errNoOpenHeader) {
 		// Nothing of it can be used; the position is where state.json
 		// says (it was recorded when the segment before was sealed).
@@ -372,12 +399,13 @@ func (s *spool) recoverOpen(seq uint64) (recovered, error) {
 		}
 		sealed := hdr
 		sealed.FrameCount, sealed.PageCount, sealed.Created = frames, end.DBPages, fi.ModTime()
+		sealed.Restarts = restarts > 0
 		err = s.writeFile(entryName(seq, false), func(w io.Writer) error {
 			ow, err := walsync.NewObjectWriter(w, sealed)
 			if err != nil {
 				return err
 			}
-			if _, _, _, err := scanOpen(path, frames, ow); err != nil {
+			if _, _, _, _, err := scanOpen(path, frames, ow); err != nil {
 				ow.Abort()
 				return err
 			}
@@ -398,63 +426,62 @@ func startPosition(h walsync.ObjectHeader) position {
 		Cksum1: h.WALChecksum1, Cksum2: h.WALChecksum2, BigEndian: h.WALBigEndian, HeaderKnown: true, DBPages: h.PageCount}
 }
 
-// scanOpen reads the open segment file at path: its header, then frames
-// while the WAL checksum chain from the header's position verifies. It
-// returns the number of frames up to and including the last commit frame
-// and the position after it. With limit > 0 it stops after limit frames
-// and writes them to copyTo.
-func scanOpen(path string, limit uint32, copyTo ...io.Writer) (walsync.ObjectHeader, uint32, position, error) {
-	var hdr walsync.ObjectHeader
+// scanOpen reads the open segment file at path: its header, then records
+// (frames, and restart records: walsync.SegmentChain) while the WAL
+// checksum chain from the header's position verifies. It returns the
+// number of records up to and including the last commit frame, how many
+// of those are restart records, and the position after that commit. With
+// limit > 0 it stops after limit records and writes them to copyTo.
+func scanOpen(path string, limit uint32, copyTo ...io.Writer) (hdr walsync.ObjectHeader, kept, restarts uint32, end position, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return hdr, 0, position{}, err
+		return hdr, 0, 0, position{}, err
 	}
 	defer f.Close()
 	hb := make([]byte, walsync.HeaderLen)
 	if _, err := io.ReadFull(f, hb); err != nil {
-		return hdr, 0, position{}, fmt.Errorf("%s: %w", path, errNoOpenHeader)
+		return hdr, 0, 0, position{}, fmt.Errorf("%s: %w", path, errNoOpenHeader)
 	}
 	if err := hdr.UnmarshalBinary(hb); err != nil || hdr.Kind != walsync.KindByteSegment || hdr.WALFrame == 0 {
-		return hdr, 0, position{}, fmt.Errorf("%s: %w", path, errNoOpenHeader)
+		return hdr, 0, 0, position{}, fmt.Errorf("%s: %w", path, errNoOpenHeader)
 	}
 	dec, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(16<<20))
 	if err != nil {
-		return hdr, 0, position{}, err
+		return hdr, 0, 0, position{}, err
 	}
 	defer dec.Close()
 	frame := make([]byte, wal.FrameHeaderSize+int(hdr.PageSize))
-	c1, c2 := hdr.WALChecksum1, hdr.WALChecksum2
-	var n, kept uint32
-	end := startPosition(hdr)
-	for limit == 0 || n < limit {
+	ch := walsync.NewSegmentChain(hdr, true)
+	end = startPosition(hdr)
+	for limit == 0 || ch.Records() < limit {
 		// A frame cut short, a decoding error (the end of what reached
 		// the disk) or a broken chain all end the usable content.
 		if _, err := io.ReadFull(dec, frame); err != nil {
 			break
 		}
-		fh := wal.ParseFrameHeader(frame)
-		if fh.Salt1 != hdr.WALSalt1 || fh.Salt2 != hdr.WALSalt2 || fh.Pgno == 0 {
+		if _, err := ch.Next(frame); err != nil {
 			break
 		}
-		c1, c2 = wal.FrameChecksum(hdr.WALBigEndian, c1, c2, frame)
-		if c1 != fh.Checksum1 || c2 != fh.Checksum2 {
-			break
-		}
-		n++
 		if len(copyTo) > 0 {
 			if _, err := copyTo[0].Write(frame); err != nil {
-				return hdr, 0, position{}, err
+				return hdr, 0, 0, position{}, err
 			}
 		}
-		if fh.IsCommit() {
-			kept = n
-			end.Frame, end.Cksum1, end.Cksum2, end.DBPages = hdr.WALFrame+n-1, c1, c2, fh.Commit
+		if last := ch.Last(); last.IsCommit() {
+			kept, restarts = ch.Records(), ch.Restarts()
+			end = fromChain(ch.Pos(), last.Commit)
 		}
 	}
-	if limit > 0 && n != limit {
-		return hdr, 0, position{}, fmt.Errorf("%s: %w: %d frames on the second reading, %d on the first", path, walsync.ErrFormat, n, limit)
+	if limit > 0 && ch.Records() != limit {
+		return hdr, 0, 0, position{}, fmt.Errorf("%s: %w: %d records on the second reading, %d on the first", path, walsync.ErrFormat, ch.Records(), limit)
 	}
-	return hdr, kept, end, nil
+	return hdr, kept, restarts, end, nil
+}
+
+// fromChain is the spool position at p, with the database size dbPages.
+func fromChain(p walsync.WALPosition, dbPages uint32) position {
+	return position{Salt1: p.Salt1, Salt2: p.Salt2, CkptSeq: p.CkptSeq, Frame: p.Frame, Cksum1: p.Cksum1,
+		Cksum2: p.Cksum2, BigEndian: p.BigEndian, HeaderKnown: true, DBPages: dbPages}
 }
 
 // removeSynced removes name from the spool and makes the removal durable.

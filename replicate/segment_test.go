@@ -116,8 +116,8 @@ func TestBatchAppendsUntilSealed(t *testing.T) {
 
 // Before the pin moves to read mark 0 (after which the application may
 // restart the WAL over the frames), the open segment is on disk; across
-// the restart the open segment ends and a new one begins, and the restore
-// is exact.
+// the restart the open segment goes on with a restart record, its sealed
+// header says so, and the restore is exact.
 func TestBarrierBeforeRestart(t *testing.T) {
 	src, app, w, d := newBatchDB(t)
 	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
@@ -144,16 +144,21 @@ func TestBarrierBeforeRestart(t *testing.T) {
 	first := d.seg.seq
 	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))") // restarts the WAL
 	hookCapture(t, d)
-	if d.seg == nil || d.seg.seq != first+1 {
-		t.Fatal("the restart did not end the open segment")
+	if d.seg == nil || d.seg.seq != first || d.seg.restarts != 1 {
+		t.Fatal("the open segment did not go on across the restart with a restart record")
 	}
-	// The new segment's file was made before the seal's directory fsync
-	// (prepareOpen): its barrier has no directory to sync.
-	if !d.seg.dirSynced {
-		t.Fatal("the segment after the restart did not start in the file made ahead of it")
+	if d.seg.synced == d.seg.good {
+		t.Fatal("the open segment should not be synced past the restart yet")
 	}
 	if err := d.sync(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	sealed, _ := spooled(t, d)
+	if len(sealed) != 1 {
+		t.Fatalf("spool holds %d sealed segments, want 1", len(sealed))
+	}
+	if h, pos, err := d.spool.segmentEnd(sealed[0]); err != nil || !h.Restarts || pos != d.st.Pos {
+		t.Fatalf("sealed segment: restarts flag %v, ends at %+v (%v), want %+v", h.Restarts, pos, err, d.st.Pos)
 	}
 	uploadAndCompare(t, w, d, src)
 	// Closing removes the file made ahead for the segment after.
@@ -333,21 +338,27 @@ func TestFailedAppendKeepsTheOpenSegment(t *testing.T) {
 // openSegmentBytes builds an open segment as capture leaves it: header,
 // then frames through a flushed, unfinished zstd stream. The frames carry
 // a valid checksum chain; every third one commits.
-func openSegmentBytes(frames int) []byte {
+func openSegmentBytes(frames int) []byte { return openSegmentRestart(frames, 0) }
+
+// openSegmentRestart is openSegmentBytes with a WAL restart record after
+// frame restartAfter (a commit; 0: none): the frames after it are those of
+// a new WAL, numbered from 1.
+func openSegmentRestart(frames, restartAfter int) []byte {
 	const pageSize = 512
 	hdr := walsync.ObjectHeader{Kind: walsync.KindByteSegment, PageSize: pageSize, WALSalt1: 7, WALSalt2: 9,
 		WALFrame: 1, WALChecksum1: 11, WALChecksum2: 13, PageCount: 2}
 	var buf bytes.Buffer
 	ow, _ := walsync.NewObjectWriter(&buf, hdr)
 	c1, c2 := hdr.WALChecksum1, hdr.WALChecksum2
+	salt1, salt2 := hdr.WALSalt1, hdr.WALSalt2
 	for i := 1; i <= frames; i++ {
 		f := make([]byte, wal.FrameHeaderSize+pageSize)
 		binary.BigEndian.PutUint32(f[0:], uint32(i))
 		if i%3 == 0 {
 			binary.BigEndian.PutUint32(f[4:], uint32(i))
 		}
-		binary.BigEndian.PutUint32(f[8:], hdr.WALSalt1)
-		binary.BigEndian.PutUint32(f[12:], hdr.WALSalt2)
+		binary.BigEndian.PutUint32(f[8:], salt1)
+		binary.BigEndian.PutUint32(f[12:], salt2)
 		for j := wal.FrameHeaderSize; j < len(f); j++ {
 			f[j] = byte(i * j)
 		}
@@ -357,6 +368,12 @@ func openSegmentBytes(frames int) []byte {
 		binary.BigEndian.PutUint32(f[20:], c2)
 		ow.Write(f) //nolint:errcheck // a bytes.Buffer
 		ow.Flush()  //nolint:errcheck
+		if i == restartAfter {
+			wh := wal.NewHeader(pageSize, 1, salt1+1, 77, false)
+			ow.Write(walsync.AppendRestartRecord(nil, wh, pageSize)) //nolint:errcheck
+			ow.Flush()                                               //nolint:errcheck
+			salt1, salt2, c1, c2 = wh.Salt1, wh.Salt2, wh.Checksum1, wh.Checksum2
+		}
 	}
 	ow.Abort()
 	return buf.Bytes()
@@ -368,6 +385,7 @@ func openSegmentBytes(frames int) []byte {
 func FuzzScanOpen(f *testing.F) {
 	good := openSegmentBytes(7)
 	f.Add(good)
+	f.Add(openSegmentRestart(10, 6))
 	f.Add(good[:len(good)/2])
 	f.Add(good[:walsync.HeaderLen])
 	f.Add([]byte("not a segment"))
@@ -377,16 +395,16 @@ func FuzzScanOpen(f *testing.F) {
 		if err := os.WriteFile(path, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		hdr, n, end, err := scanOpen(path, 0)
+		hdr, n, restarts, end, err := scanOpen(path, 0)
 		if err != nil || n == 0 {
 			return
 		}
-		if end.Frame != hdr.WALFrame+n-1 || end.DBPages == 0 {
-			t.Fatalf("%d frames kept, end %+v", n, end)
+		if (restarts == 0 && end.Frame != hdr.WALFrame+n-1) || end.DBPages == 0 || restarts >= n {
+			t.Fatalf("%d records kept (%d restarts), end %+v", n, restarts, end)
 		}
 		var copied bytes.Buffer
-		if _, n2, end2, err := scanOpen(path, n, &copied); err != nil || n2 != n || end2 != end {
-			t.Fatalf("second reading: %d frames, %+v, %v; first: %d, %+v", n2, end2, err, n, end)
+		if _, n2, r2, end2, err := scanOpen(path, n, &copied); err != nil || n2 != n || r2 != restarts || end2 != end {
+			t.Fatalf("second reading: %d records, %+v, %v; first: %d, %+v", n2, end2, err, n, end)
 		}
 		if copied.Len() != int(n)*(wal.FrameHeaderSize+int(hdr.PageSize)) {
 			t.Fatalf("copied %d bytes for %d frames", copied.Len(), n)
@@ -400,8 +418,42 @@ func TestScanOpenKeepsWholeCommits(t *testing.T) {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, n, end, err := scanOpen(path, 0); err != nil || n != 6 || end.Frame != 6 || end.DBPages != 6 {
+	if _, n, _, end, err := scanOpen(path, 0); err != nil || n != 6 || end.Frame != 6 || end.DBPages != 6 {
 		t.Fatalf("scanOpen: %d frames, end %+v, %v; want 6 frames ending at frame 6", n, end, err)
+	}
+}
+
+// An open segment that went on across a WAL restart: recovery keeps the
+// new WAL's frames up to their last commit, or, when none of them
+// commits, ends before the restart record; the sealed segment says it
+// holds restart records only when it keeps one.
+func TestRecoverOpenAcrossRestart(t *testing.T) {
+	tests := []struct {
+		frames          int // frames written; the restart comes after frame 6
+		kept, restarts  uint32
+		salt1, endFrame uint32
+	}{
+		{frames: 12, kept: 13, restarts: 1, salt1: 8, endFrame: 6}, // the new WAL's frames 1..6 (6 commits)
+		{frames: 8, kept: 6, restarts: 0, salt1: 7, endFrame: 6},   // frames 7, 8 (new WAL 1, 2) do not commit
+		{frames: 6, kept: 6, restarts: 0, salt1: 7, endFrame: 6},   // the restart record alone
+	}
+	for _, tt := range tests {
+		dir := t.TempDir()
+		s := &spool{dir: dir}
+		if err := os.WriteFile(filepath.Join(dir, openName(5)), openSegmentRestart(tt.frames, 6), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r, err := s.recoverOpen(5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.frames != tt.kept || r.end.Salt1 != tt.salt1 || r.end.Frame != tt.endFrame {
+			t.Fatalf("%d frames written: kept %d records, end %+v; want %d, salt1 %d frame %d", tt.frames, r.frames, r.end, tt.kept, tt.salt1, tt.endFrame)
+		}
+		h, pos, err := s.segmentEnd(spoolEntry{Name: entryName(5, false), Seq: 5})
+		if err != nil || pos != r.end || h.FrameCount != tt.kept || h.Restarts != (tt.restarts > 0) {
+			t.Fatalf("%d frames written: sealed segment %+v ends at %+v (%v), want %+v", tt.frames, h, pos, err, r.end)
+		}
 	}
 }
 

@@ -330,8 +330,7 @@ func (s *spool) segmentEnd(e spoolEntry) (walsync.ObjectHeader, position, error)
 	defer or.Close()
 	h := or.Header
 	frame := make([]byte, wal.FrameHeaderSize+int(h.PageSize))
-	var last wal.FrameHeader
-	n := uint32(0)
+	ch := walsync.NewSegmentChain(h, false)
 	for {
 		if _, err := io.ReadFull(or, frame); err != nil {
 			if errors.Is(err, io.EOF) {
@@ -339,17 +338,15 @@ func (s *spool) segmentEnd(e spoolEntry) (walsync.ObjectHeader, position, error)
 			}
 			return h, position{}, fmt.Errorf("%s: %w", e.path(s), err)
 		}
-		last = wal.ParseFrameHeader(frame)
-		n++
+		if _, err := ch.Next(frame); err != nil {
+			return h, position{}, fmt.Errorf("%s: %w", e.path(s), err)
+		}
 	}
-	if n == 0 || n != h.FrameCount || !last.IsCommit() {
-		return h, position{}, fmt.Errorf("%s: %w: %d frames, header says %d", e.path(s), walsync.ErrFormat, n, h.FrameCount)
+	last := ch.Last()
+	if n := ch.Records(); n == 0 || n != h.FrameCount || !last.IsCommit() {
+		return h, position{}, fmt.Errorf("%s: %w: %d records, the header says %d", e.path(s), walsync.ErrFormat, n, h.FrameCount)
 	}
-	return h, position{
-		Salt1: h.WALSalt1, Salt2: h.WALSalt2, CkptSeq: h.WALCheckpointSeq,
-		Frame: h.WALFrame + n - 1, Cksum1: last.Checksum1, Cksum2: last.Checksum2,
-		BigEndian: h.WALBigEndian, HeaderKnown: true, DBPages: last.Commit,
-	}, nil
+	return h, fromChain(ch.Pos(), last.Commit), nil
 }
 
 func syncDir(dir string) error {

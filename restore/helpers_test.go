@@ -35,13 +35,15 @@ type source struct {
 	conns    map[int]*sql.Conn
 	pageSize uint32
 
-	st    *file.Client
-	name  string
-	gen   walsync.Generation
-	seq   uint64    // number of the next segment
-	clock time.Time // key times
-	pos   walPos    // the last shipped WAL position
-	keys  []string  // segment keys, in order
+	st       *file.Client
+	name     string
+	gen      walsync.Generation
+	seq      uint64    // number of the next segment
+	clock    time.Time // key times
+	pos      walPos    // the last shipped WAL position
+	keys     []string  // segment keys, in order
+	held     []part    // frames for the next segment (hold)
+	restarts int       // restart records shipped
 
 	snapKey string // the last snapshot's key
 	snapSeq uint64 // and the number of its first segment
@@ -211,11 +213,20 @@ func (s *source) snapshot() (string, []byte) {
 	return key, content
 }
 
-// segment ships the frames committed since the last shipped position as
-// segment s.seq and returns its key. edit, when given, changes the header
-// or the content before the object is written (with a valid sha256); the
-// key keeps the number s.seq.
-func (s *source) segment(edit ...func(h *walsync.ObjectHeader, content []byte)) string {
+// part is what a segment holds from one WAL: the committed frames since
+// the last shipped position.
+type part struct {
+	start   walsync.ObjectHeader // the WAL fields of the first frame's position
+	wh      wal.Header
+	content []byte
+	frames  uint32
+	commit  uint32
+	end     walPos
+}
+
+// part reads the frames committed since the last shipped position, which
+// then moves past them.
+func (s *source) part() part {
 	s.t.Helper()
 	b, err := os.ReadFile(s.path + "-wal")
 	if err != nil {
@@ -238,35 +249,70 @@ func (s *source) segment(edit ...func(h *walsync.ObjectHeader, content []byte)) 
 	first, _, _ := sc.Frame()
 	first++
 	c1, c2 := sc.Checksum()
-	var content, pending []byte
-	var frames, pendingFrames, commit uint32
-	var end walPos
+	p := part{wh: wh, start: walsync.ObjectHeader{WALSalt1: wh.Salt1, WALSalt2: wh.Salt2, WALCheckpointSeq: wh.CheckpointSeq,
+		WALBigEndian: wh.BigEndianChecksum(), WALFrame: first, WALChecksum1: c1, WALChecksum2: c2}}
+	var pending []byte
+	var pendingFrames uint32
 	for sc.Next() {
 		idx, fh, _ := sc.Frame()
 		pending = append(pending, sc.FrameBytes()...)
 		pendingFrames++
 		if fh.IsCommit() {
-			content = append(content, pending...)
-			frames += pendingFrames
+			p.content = append(p.content, pending...)
+			p.frames += pendingFrames
 			pending, pendingFrames = pending[:0], 0
-			commit = fh.Commit
+			p.commit = fh.Commit
 			e1, e2 := sc.Checksum()
-			end = walPos{salt1: wh.Salt1, salt2: wh.Salt2, ckpt: wh.CheckpointSeq, frame: idx,
+			p.end = walPos{salt1: wh.Salt1, salt2: wh.Salt2, ckpt: wh.CheckpointSeq, frame: idx,
 				c1: e1, c2: e2, bigEndian: wh.BigEndianChecksum()}
 		}
 	}
-	if frames == 0 {
+	if p.frames == 0 {
 		s.t.Fatal("segment: no committed frames since the last position")
 	}
-	h := walsync.ObjectHeader{
-		Kind: walsync.KindByteSegment, Generation: s.gen, PageSize: s.pageSize, PageCount: commit,
-		WALSalt1: wh.Salt1, WALSalt2: wh.Salt2, WALCheckpointSeq: wh.CheckpointSeq,
-		WALBigEndian: wh.BigEndianChecksum(), WALFrame: first, FrameCount: frames,
-		WALChecksum1: c1, WALChecksum2: c2, Seq: s.seq,
-		// Odd numbers as walsync writes segments now, even ones as before
-		// December 2026 (with a content SHA-256): every chain mixes both.
-		Unhashed: s.seq%2 == 1,
+	s.pos = p.end
+	return p
+}
+
+// hold reads the frames committed since the last shipped position into
+// the next segment without shipping it: the next segment() call ships
+// them with its own frames, across a WAL restart in between (a restart
+// record, as the VFS's open segments span restarts).
+func (s *source) hold() {
+	s.t.Helper()
+	s.held = append(s.held, s.part())
+}
+
+// segment ships the frames committed since the last shipped position (and
+// those held before) as segment s.seq and returns its key. edit, when
+// given, changes the header or the content before the object is written
+// (with a valid sha256); the key keeps the number s.seq.
+func (s *source) segment(edit ...func(h *walsync.ObjectHeader, content []byte)) string {
+	s.t.Helper()
+	parts := append(s.held, s.part())
+	s.held = nil
+	h := parts[0].start
+	var content []byte
+	for i, p := range parts {
+		if i > 0 {
+			if p.start.WALSalt1 == parts[i-1].wh.Salt1 && p.start.WALSalt2 == parts[i-1].wh.Salt2 {
+				content = append(content, p.content...) // same WAL: the frames follow on
+				h.FrameCount += p.frames
+				continue
+			}
+			content = walsync.AppendRestartRecord(content, p.wh, s.pageSize)
+			h.FrameCount++
+			h.Restarts = true
+			s.restarts++
+		}
+		content = append(content, p.content...)
+		h.FrameCount += p.frames
 	}
+	last := parts[len(parts)-1]
+	h.Kind, h.Generation, h.PageSize, h.PageCount, h.Seq = walsync.KindByteSegment, s.gen, s.pageSize, last.commit, s.seq
+	// Odd numbers as walsync writes segments now, even ones as before
+	// December 2026 (with a content SHA-256): every chain mixes both.
+	h.Unhashed = s.seq%2 == 1
 	for _, e := range edit {
 		e(&h, content)
 	}
@@ -274,8 +320,7 @@ func (s *source) segment(edit ...func(h *walsync.ObjectHeader, content []byte)) 
 	h.Created = s.clock
 	key := walsync.SegmentKey(s.name, s.seq, s.clock)
 	s.put(key, h, content)
-	end.key = key
-	s.pos = end
+	s.pos.key = key
 	s.seq++
 	s.keys = append(s.keys, key)
 	return key

@@ -416,7 +416,7 @@ func readSegment(ctx context.Context, o *opened, ref segmentRef, buf *[]byte,
 		return fail(fmt.Errorf("%s: %w: header says segment %d, the key says %d", ref.Key, walsync.ErrFormat, h.Seq, ref.Seq))
 	case h.FrameCount == 0:
 		return fail(fmt.Errorf("%s: %w: a segment without frames", ref.Key, walsync.ErrFormat))
-	case uint64(h.WALFrame)+uint64(h.FrameCount)-1 > math.MaxUint32:
+	case !h.Restarts && uint64(h.WALFrame)+uint64(h.FrameCount)-1 > math.MaxUint32:
 		return fail(fmt.Errorf("%s: %w: frames %d+%d run past the largest frame number", ref.Key, walsync.ErrFormat, h.WALFrame, h.FrameCount))
 	}
 
@@ -424,36 +424,25 @@ func readSegment(ctx context.Context, o *opened, ref segmentRef, buf *[]byte,
 		*buf = make([]byte, need)
 	}
 	frame, data := *buf, (*buf)[wal.FrameHeaderSize:]
-	c1, c2 := h.WALChecksum1, h.WALChecksum2
-	var fh wal.FrameHeader
+	ch := walsync.NewSegmentChain(h, false)
 	for n := uint32(0); n < h.FrameCount; n++ {
 		if n%1024 == 0 {
 			if err := ctx.Err(); err != nil {
 				return res, err
 			}
 		}
-		idx := h.WALFrame + n
 		if _, err := io.ReadFull(or, frame); err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return fail(fmt.Errorf("%s: %w: content holds %d whole frames, the header says %d", ref.Key, walsync.ErrFormat, n, h.FrameCount))
+				return fail(fmt.Errorf("%s: %w: content holds %d whole records, the header says %d", ref.Key, walsync.ErrFormat, n, h.FrameCount))
 			}
 			return fail(fmt.Errorf("%s: %w", ref.Key, err))
 		}
-		fh = wal.ParseFrameHeader(frame)
-		switch {
-		case fh.Salt1 != h.WALSalt1 || fh.Salt2 != h.WALSalt2:
-			return fail(fmt.Errorf("%s: %w: WAL frame %d has salts %08x %08x, the segment's WAL %08x %08x",
-				ref.Key, walsync.ErrFormat, idx, fh.Salt1, fh.Salt2, h.WALSalt1, h.WALSalt2))
-		case fh.Pgno == 0:
-			return fail(fmt.Errorf("%s: %w: WAL frame %d has page number 0", ref.Key, walsync.ErrFormat, idx))
+		isFrame, err := ch.Next(frame)
+		if err != nil {
+			return fail(fmt.Errorf("%s: %w", ref.Key, err))
 		}
-		c1, c2 = wal.FrameChecksum(h.WALBigEndian, c1, c2, frame)
-		if c1 != fh.Checksum1 || c2 != fh.Checksum2 {
-			return fail(fmt.Errorf("%s: %w: WAL checksum chain broken at frame %d: the frame says %08x%08x, its bytes give %08x%08x",
-				ref.Key, walsync.ErrChecksum, idx, fh.Checksum1, fh.Checksum2, c1, c2))
-		}
-		if page != nil {
-			if err := page(fh.Pgno, data); err != nil {
+		if isFrame && page != nil {
+			if err := page(wal.ParseFrameHeader(frame).Pgno, data); err != nil {
 				return res, err
 			}
 		}
@@ -461,20 +450,21 @@ func readSegment(ctx context.Context, o *opened, ref segmentRef, buf *[]byte,
 	// The end of the content: the object reader checks the trailer here.
 	if n, err := io.ReadFull(or, frame[:1]); !errors.Is(err, io.EOF) {
 		if err == nil || n > 0 {
-			return fail(fmt.Errorf("%s: %w: content continues after the %d frames the header announces", ref.Key, walsync.ErrFormat, h.FrameCount))
+			return fail(fmt.Errorf("%s: %w: content continues after the %d records the header announces", ref.Key, walsync.ErrFormat, h.FrameCount))
 		}
 		return fail(fmt.Errorf("%s: %w", ref.Key, err))
 	}
 	if err := o.verify(); err != nil {
 		return res, err
 	}
-	if !fh.IsCommit() {
-		return res, fmt.Errorf("%s: %w: its last frame (WAL frame %d) is not a commit frame", ref.Key, walsync.ErrFormat, h.WALFrame+h.FrameCount-1)
+	end, last := ch.Pos(), ch.Last()
+	if !last.IsCommit() {
+		return res, fmt.Errorf("%s: %w: its last record (WAL frame %d) is not a commit frame", ref.Key, walsync.ErrFormat, end.Frame)
 	}
-	if fh.Commit != h.PageCount {
-		return res, fmt.Errorf("%s: %w: its last commit leaves %d pages, the header says %d", ref.Key, walsync.ErrFormat, fh.Commit, h.PageCount)
+	if last.Commit != h.PageCount {
+		return res, fmt.Errorf("%s: %w: its last commit leaves %d pages, the header says %d", ref.Key, walsync.ErrFormat, last.Commit, h.PageCount)
 	}
-	res.end = walPos{key: ref.Key, salt1: h.WALSalt1, salt2: h.WALSalt2, ckpt: h.WALCheckpointSeq,
-		frame: h.WALFrame + h.FrameCount - 1, c1: c1, c2: c2, bigEndian: h.WALBigEndian}
+	res.end = walPos{key: ref.Key, salt1: end.Salt1, salt2: end.Salt2, ckpt: end.CkptSeq,
+		frame: end.Frame, c1: end.Cksum1, c2: end.Cksum2, bigEndian: end.BigEndian}
 	return res, nil
 }

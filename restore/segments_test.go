@@ -3,6 +3,7 @@ package restore
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -144,6 +145,35 @@ func TestRestoreSegments(t *testing.T) {
 				}
 				s.segment()
 				return s.expected(), 2
+			},
+		},
+		{
+			name: "WAL restarts inside segments (restart records)", pageSize: 4096,
+			build: func(t *testing.T, s *source) ([]byte, int) {
+				s.insert(100, 500)
+				s.snapshot()
+				s.insert(10, 1000)
+				s.hold()
+				s.exec(0, "PRAGMA wal_checkpoint(PASSIVE)")
+				s.insert(10, 1000) // the writer restarts the WAL
+				s.insert(2, 100)
+				s.hold()
+				s.exec(2, "SELECT 1") // connection 2: counter 0
+				s.exec(0, "PRAGMA wal_checkpoint(TRUNCATE)")
+				s.exec(2, "INSERT INTO t(v) VALUES (randomblob(5000))") // a fresh WAL, random salts
+				s.segment()                                             // three WALs, two restart records
+				s.insert(3, 100)
+				s.segment() // goes on from where the spanning segment ended
+				s.exec(0, "PRAGMA wal_checkpoint(PASSIVE)")
+				s.exec(0, "DELETE FROM t WHERE id % 4 = 0")
+				s.hold()
+				s.exec(0, "PRAGMA wal_checkpoint(PASSIVE)")
+				s.exec(0, "VACUUM")
+				s.segment()
+				if s.restarts != 3 {
+					t.Fatalf("restart records shipped: got=%d, want 3", s.restarts)
+				}
+				return s.expected(), 3
 			},
 		},
 		{
@@ -355,10 +385,88 @@ func TestRestoreSegmentErrors(t *testing.T) {
 			}
 		}
 	}
+	// spanning writes a snapshot and three segments, the second holding a
+	// WAL restart; edit applies to it, with the offset of its restart
+	// record in the content.
+	spanning := func(s *source, edit func(h *walsync.ObjectHeader, content []byte, rec int)) {
+		s.insert(100, 500)
+		s.snapshot()
+		s.insert(10, 1000)
+		s.segment()
+		s.insert(10, 1000)
+		s.hold()
+		s.exec(0, "PRAGMA wal_checkpoint(PASSIVE)")
+		s.insert(10, 1000) // restarts the WAL
+		s.segment(func(h *walsync.ObjectHeader, content []byte) {
+			fs := wal.FrameHeaderSize + int(h.PageSize)
+			for off := 0; off < len(content); off += fs {
+				if wal.ParseFrameHeader(content[off:]).Pgno == 0 {
+					edit(h, content, off)
+					return
+				}
+			}
+			panic("no restart record")
+		})
+		s.insert(10, 1000)
+		s.segment()
+	}
 	tests := []struct {
 		name  string
 		build func(t *testing.T, s *source) wantErr
 	}{
+		{
+			name: "restart record without the header flag",
+			build: func(t *testing.T, s *source) wantErr {
+				spanning(s, func(h *walsync.ObjectHeader, _ []byte, _ int) { h.Restarts = false })
+				return wantErr{walsync.ErrFormat, []string{s.keys[1], "page number 0"}}
+			},
+		},
+		{
+			name: "restart record whose WAL header checksum is wrong",
+			build: func(t *testing.T, s *source) wantErr {
+				spanning(s, func(_ *walsync.ObjectHeader, content []byte, rec int) {
+					content[rec+wal.FrameHeaderSize+15] ^= 1 // its checkpoint sequence
+				})
+				return wantErr{walsync.ErrFormat, []string{s.keys[1], "WAL restart record", "checksum mismatch"}}
+			},
+		},
+		{
+			name: "restart record whose salts are not its WAL header's",
+			build: func(t *testing.T, s *source) wantErr {
+				spanning(s, func(_ *walsync.ObjectHeader, content []byte, rec int) { content[rec+8] ^= 1 })
+				return wantErr{walsync.ErrFormat, []string{s.keys[1], "not those of the WAL header it holds"}}
+			},
+		},
+		{
+			name: "restart record with bytes after its WAL header",
+			build: func(t *testing.T, s *source) wantErr {
+				spanning(s, func(_ *walsync.ObjectHeader, content []byte, rec int) {
+					content[rec+wal.FrameHeaderSize+wal.HeaderSize+9] = 1
+				})
+				return wantErr{walsync.ErrFormat, []string{s.keys[1], "bytes after its WAL header"}}
+			},
+		},
+		{
+			name: "restart record that keeps the old WAL",
+			build: func(t *testing.T, s *source) wantErr {
+				spanning(s, func(h *walsync.ObjectHeader, content []byte, rec int) {
+					old := wal.NewHeader(h.PageSize, h.WALCheckpointSeq, h.WALSalt1, h.WALSalt2, h.WALBigEndian)
+					walsync.AppendRestartRecord(content[rec:rec], old, h.PageSize)
+				})
+				return wantErr{walsync.ErrFormat, []string{s.keys[1], "keeps the WAL salts"}}
+			},
+		},
+		{
+			name: "frame after a restart record that continues the old WAL",
+			build: func(t *testing.T, s *source) wantErr {
+				spanning(s, func(h *walsync.ObjectHeader, content []byte, rec int) {
+					next := content[rec+wal.FrameHeaderSize+int(h.PageSize):]
+					binary.BigEndian.PutUint32(next[8:], h.WALSalt1)
+					binary.BigEndian.PutUint32(next[12:], h.WALSalt2)
+				})
+				return wantErr{walsync.ErrFormat, []string{s.keys[1], "WAL frame 1 has salts"}}
+			},
+		},
 		{
 			name: "deleted middle segment",
 			build: func(t *testing.T, s *source) wantErr {
@@ -482,7 +590,7 @@ func TestRestoreSegmentErrors(t *testing.T) {
 			name: "frame count larger than the content",
 			build: func(t *testing.T, s *source) wantErr {
 				history(s, 2, func(h *walsync.ObjectHeader, _ []byte) { h.FrameCount++ })
-				return wantErr{walsync.ErrFormat, []string{s.keys[1], "whole frames"}}
+				return wantErr{walsync.ErrFormat, []string{s.keys[1], "whole records"}}
 			},
 		},
 		{
