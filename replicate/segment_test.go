@@ -296,6 +296,66 @@ func TestOpenSegmentRecoveredAfterCrash(t *testing.T) {
 	}
 }
 
+// A crash with an open segment that went on across a WAL restart: kept
+// whole, the next start continues the generation from the new WAL; cut
+// inside the append after the restart, no commit of the new WAL is left,
+// the recovered position is the old WAL's end, which the WAL no longer
+// holds, and a new generation starts. Either way the restore is exact.
+func TestOpenSegmentAcrossRestartRecoveredAfterCrash(t *testing.T) {
+	for _, whole := range []bool{true, false} {
+		src, app, w, d := newBatchDB(t)
+		gen := d.gen
+		cycle := func() {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			if err := d.cycle(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(30000))")
+		hookCapture(t, d)
+		cycle()
+		mustExec(t, app, "PRAGMA wal_checkpoint(PASSIVE)")
+		cycle() // read mark 0: the WAL may restart
+		before := d.seg.good
+		mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(30000))") // restarts the WAL
+		hookCapture(t, d)
+		if d.seg.restarts != 1 {
+			t.Fatalf("open segment holds %d restart records, want 1", d.seg.restarts)
+		}
+		seq, size := d.seg.seq, d.seg.good
+		d.mu.Lock()
+		d.dropOpen()
+		d.mu.Unlock()
+		d.close()
+		if !whole {
+			if err := os.Truncate(filepath.Join(spoolDir(src), openName(seq)), before+(size-before)/2); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		d = newTestDB(t, w, src)
+		if (d.gen == gen) != whole {
+			t.Fatalf("whole=%v: generation %s after recovery, before %s", whole, d.gen, gen)
+		}
+		sealed, _ := spooled(t, d)
+		for _, e := range sealed {
+			if e.Seq != seq {
+				continue
+			}
+			h, _, err := d.spool.segmentEnd(e)
+			if err != nil || h.Restarts != whole {
+				t.Fatalf("whole=%v: segment %d sealed by the recovery: restart records %v (%v)", whole, seq, h.Restarts, err)
+			}
+		}
+		mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+		if err := d.sync(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		uploadAndCompare(t, w, d, src)
+	}
+}
+
 // An append that fails part way (here the WAL's last frame no longer
 // matches its checksum: a writer that does not use SQLite) keeps what the
 // open segment held before it, sealed, and reports the discontinuity.
