@@ -872,6 +872,7 @@ func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 		return nil
 	}
 	pos := d.st.Pos
+	var restart *wal.Header // the open segment goes on across a WAL restart
 	if !pos.HeaderKnown || h.Salt1 != pos.Salt1 || h.Salt2 != pos.Salt2 {
 		// The WAL was restarted (one or more times) or had no header.
 		if h.MaxFrame == 0 {
@@ -891,17 +892,19 @@ func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 		d.log.Debug("WAL restarted", "salt1", fmt.Sprintf("%08x", wh.Salt1), "checkpoint_seq", wh.CheckpointSeq)
 		pos = position{Salt1: wh.Salt1, Salt2: wh.Salt2, CkptSeq: wh.CheckpointSeq, Cksum1: wh.Checksum1,
 			Cksum2: wh.Checksum2, BigEndian: wh.BigEndianChecksum(), HeaderKnown: true, DBPages: pos.DBPages}
-		if o := d.seg; o != nil && o.n > 0 && wh.PageSize == o.hdr.PageSize && (o.end.Salt1 != wh.Salt1 || o.end.Salt2 != wh.Salt2) {
-			// The open segment goes on across the restart: a restart
-			// record, then the new WAL's frames (segment.go).
-			if err := o.appendRestart(wh, pos); err != nil {
-				return 0, d.recoverAfterAppend(err)
-			}
-		} else if err := d.sealOpen(); err != nil {
-			return 0, err
-		}
 		d.walHdr = wh
-		d.st.Pos = pos
+		if o := d.seg; o != nil && o.n > 0 && wh.PageSize == o.hdr.PageSize && (o.end.Salt1 != wh.Salt1 || o.end.Salt2 != wh.Salt2) {
+			// The open segment goes on across the restart: the append
+			// below starts with a restart record (segment.go), and the
+			// position moves to the new WAL with that append, not before:
+			// until then it stays where the open segment ends.
+			restart = &wh
+		} else {
+			if err := d.sealOpen(); err != nil {
+				return 0, err
+			}
+			d.st.Pos = pos
+		}
 	}
 	if h.MaxFrame == pos.Frame {
 		return 0, sealIf()
@@ -928,7 +931,7 @@ func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 			return 0, err
 		}
 	}
-	n, end, err := d.seg.appendFrames(sc, h.MaxFrame, stop)
+	n, end, err := d.seg.appendFrames(sc, h.MaxFrame, stop, restart)
 	if err != nil {
 		return 0, d.recoverAfterAppend(err)
 	}

@@ -125,13 +125,27 @@ func (d *DB) startOpen(pos position, seq uint64) (*openSegment, error) {
 }
 
 // appendFrames appends the frames sc yields up to and including frame
-// last, which must end a commit, and returns how many and the position
-// after them. When stop (if not nil) says so after a commit frame, it
-// stops there, short of last. On error the segment is in an unknown
+// last, which must end a commit, and returns how many records and the
+// position after them. With restart (the header of a new WAL, whose
+// frames sc yields), a restart record comes first (walsync.SegmentChain):
+// the segment goes on across the WAL restart, and the records of one
+// append always end with a commit, so that the segment never ends on a
+// restart record. When stop (if not nil) says so after a commit frame,
+// it stops there, short of last. On error the segment is in an unknown
 // state: the caller recovers it (DB.recoverOpen).
-func (o *openSegment) appendFrames(sc *wal.Scanner, last uint32, stop func() bool) (uint32, position, error) {
+func (o *openSegment) appendFrames(sc *wal.Scanner, last uint32, stop func() bool, restart *wal.Header) (uint32, position, error) {
 	end := o.end
-	var n uint32
+	var n, restarts uint32
+	if restart != nil {
+		rec := walsync.AppendRestartRecord(make([]byte, 0, wal.FrameHeaderSize+int(o.hdr.PageSize)), *restart, o.hdr.PageSize)
+		if _, err := o.ow.Write(rec); err != nil {
+			return 0, end, err
+		}
+		n, restarts = 1, 1
+		end = position{Salt1: restart.Salt1, Salt2: restart.Salt2, CkptSeq: restart.CheckpointSeq,
+			Cksum1: restart.Checksum1, Cksum2: restart.Checksum2, BigEndian: restart.BigEndianChecksum(),
+			HeaderKnown: true, DBPages: end.DBPages}
+	}
 	stopped := false
 	for sc.Next() {
 		idx, fh, _ := sc.Frame()
@@ -161,29 +175,10 @@ func (o *openSegment) appendFrames(sc *wal.Scanner, last uint32, stop func() boo
 		return 0, end, err
 	}
 	o.n += n
+	o.restarts += restarts
 	o.end = end
 	o.good = o.cw.n
 	return n, end, nil
-}
-
-// appendRestart appends a WAL restart record (walsync.SegmentChain) for
-// the new WAL whose header is wh, so that the segment goes on with that
-// WAL's frames; pos is the position at the new WAL's start. Only after a
-// commit (every append ends with one). On error the segment is in an
-// unknown state, as for appendFrames.
-func (o *openSegment) appendRestart(wh wal.Header, pos position) error {
-	rec := walsync.AppendRestartRecord(make([]byte, 0, wal.FrameHeaderSize+int(o.hdr.PageSize)), wh, o.hdr.PageSize)
-	if _, err := o.ow.Write(rec); err != nil {
-		return err
-	}
-	if err := o.ow.Flush(); err != nil {
-		return err
-	}
-	o.n++
-	o.restarts++
-	o.end = pos
-	o.good = o.cw.n
-	return nil
 }
 
 // sealOpen seals the open segment, if any: it becomes <seq>.1.segment,

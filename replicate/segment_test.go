@@ -360,38 +360,60 @@ func TestOpenSegmentAcrossRestartRecoveredAfterCrash(t *testing.T) {
 // matches its checksum: a writer that does not use SQLite) keeps what the
 // open segment held before it, sealed, and reports the discontinuity.
 func TestFailedAppendKeepsTheOpenSegment(t *testing.T) {
-	src, app, _, d := newBatchDB(t)
-	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
-	hookCapture(t, d)
-	seq, end := d.seg.seq, d.st.Pos
-	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
-	h, err := d.readIndex()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(src+"-wal", os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte("not what SQLite wrote"), wal.FrameOffset(d.st.PageSize, h.MaxFrame)+wal.FrameHeaderSize+100); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	d.mu.Lock()
-	_, err = d.captureFrames(false)
-	d.mu.Unlock()
-	if !errors.Is(err, errDiscontinuity) {
-		t.Fatalf("append over a damaged frame: got=%v, want a discontinuity", err)
-	}
-	if d.seg != nil || d.st.Pos != end || d.st.NextSeq != seq+1 {
-		t.Fatalf("after the failed append: open %v, position %+v (want %+v), next %d (want %d)", d.seg != nil, d.st.Pos, end, d.st.NextSeq, seq+1)
-	}
-	sealed, open := spooled(t, d)
-	if len(open) != 0 || len(sealed) != 1 || sealed[0].Seq != seq {
-		t.Fatalf("spool after the failed append: sealed %v, open %v", sealed, open)
-	}
-	if _, pos, err := d.spool.segmentEnd(sealed[0]); err != nil || pos != end {
-		t.Fatalf("sealed segment ends at %+v (%v), want %+v", pos, err, end)
+	// With restart, the damaged frame is in a new WAL, after a restart
+	// the open segment would go on across: the failed append takes its
+	// restart record along, and the segment ends in the old WAL.
+	for _, restart := range []bool{false, true} {
+		src, app, _, d := newBatchDB(t)
+		mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+		hookCapture(t, d)
+		seq, end := d.seg.seq, d.st.Pos
+		if restart {
+			d.mu.Lock()
+			err := d.cycle()
+			if err == nil {
+				_, err = app.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+			}
+			if err == nil {
+				err = d.cycle() // read mark 0: the WAL may restart
+			}
+			d.mu.Unlock()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+		h, err := d.readIndex()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if restarted := h.Salt1 != end.Salt1; restarted != restart {
+			t.Fatalf("restart=%v: the WAL restarted: %v", restart, restarted)
+		}
+		f, err := os.OpenFile(src+"-wal", os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteAt([]byte("not what SQLite wrote"), wal.FrameOffset(d.st.PageSize, h.MaxFrame)+wal.FrameHeaderSize+100); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		d.mu.Lock()
+		_, err = d.captureFrames(false)
+		d.mu.Unlock()
+		if !errors.Is(err, errDiscontinuity) {
+			t.Fatalf("restart=%v: append over a damaged frame: got=%v, want a discontinuity", restart, err)
+		}
+		if d.seg != nil || d.st.Pos != end || d.st.NextSeq != seq+1 {
+			t.Fatalf("restart=%v: after the failed append: open %v, position %+v (want %+v), next %d (want %d)", restart, d.seg != nil, d.st.Pos, end, d.st.NextSeq, seq+1)
+		}
+		sealed, open := spooled(t, d)
+		if len(open) != 0 || len(sealed) != 1 || sealed[0].Seq != seq {
+			t.Fatalf("restart=%v: spool after the failed append: sealed %v, open %v", restart, sealed, open)
+		}
+		if hdr, pos, err := d.spool.segmentEnd(sealed[0]); err != nil || pos != end || hdr.Restarts {
+			t.Fatalf("restart=%v: sealed segment ends at %+v (%v), restart records %v; want %+v and none", restart, pos, err, hdr.Restarts, end)
+		}
 	}
 }
 
