@@ -51,19 +51,20 @@ import (
 )
 
 var (
-	commits = flag.Int("commits", 5000, "transactions per throughput round")
-	batch   = flag.Int("batch", 1, "rows per transaction")
-	rounds  = flag.Int("rounds", 3, "throughput rounds per VFS (alternating)")
-	syncN   = flag.Int("sync-commits", 300, "commits for the walsync_sync=1 latency")
-	lagN    = flag.Int("lag-commits", 40, "commits for each lag measurement")
-	spacing = flag.Duration("spacing", 1500*time.Millisecond, "pause between the commits of a lag measurement (a commit after a quiet spell ships at once)")
-	walsync = flag.String("walsync", "bin/walsync", "the walsync CLI, for the watch lag")
-	cpuprof = flag.String("cpuprofile", "", "write a CPU profile of the throughput rounds to this file (samples labelled vfs=default or vfs=walsync)")
-	memprof = flag.String("memprofile", "", "write an allocation profile (both VFSes, sampled every 64 KiB) to this file after the throughput rounds; `go tool pprof -sample_index=alloc_space`")
-	detail  = flag.Bool("detail", false, "print a line per throughput round: the committing thread's time on a CPU, waiting for one and off CPU; commit times, slow commits, CPU of this process and of MinIO, GC cycles and bytes allocated")
-	fileBkt = flag.Bool("file-bucket", false, "throughput rounds replicate to a file:// bucket instead of MinIO")
-	schedAB = flag.Bool("sched-ab", false, "the same as -ab WALSYNC_SCHED_BATCH=0")
-	abEnv   = flag.String("ab", "", "NAME=VALUE: alternate the rounds between the environment as given and NAME=VALUE set, and print each arm's ratio")
+	commits   = flag.Int("commits", 5000, "transactions per throughput round")
+	batch     = flag.Int("batch", 1, "rows per transaction")
+	rounds    = flag.Int("rounds", 3, "throughput rounds per VFS (alternating)")
+	syncN     = flag.Int("sync-commits", 300, "commits for the walsync_sync=1 latency")
+	lagN      = flag.Int("lag-commits", 40, "commits for each lag measurement")
+	spacing   = flag.Duration("spacing", 1500*time.Millisecond, "pause between the commits of a lag measurement (a commit after a quiet spell ships at once)")
+	walsync   = flag.String("walsync", "bin/walsync", "the walsync CLI, for the watch lag")
+	cpuprof   = flag.String("cpuprofile", "", "write a CPU profile of the throughput rounds to this file (samples labelled vfs=default or vfs=walsync)")
+	blockprof = flag.String("blockprofile", "", "write a profile of where goroutines blocked (sync.Mutex, channels; waits of 1µs and longer, both VFSes) to this file after the throughput rounds")
+	memprof   = flag.String("memprofile", "", "write an allocation profile (both VFSes, sampled every 64 KiB) to this file after the throughput rounds; `go tool pprof -sample_index=alloc_space`")
+	detail    = flag.Bool("detail", false, "print a line per throughput round: the committing thread's time on a CPU, waiting for one and off CPU; commit times, slow commits, CPU of this process and of MinIO, GC cycles and bytes allocated")
+	fileBkt   = flag.Bool("file-bucket", false, "throughput rounds replicate to a file:// bucket instead of MinIO")
+	schedAB   = flag.Bool("sched-ab", false, "the same as -ab WALSYNC_SCHED_BATCH=0")
+	abEnv     = flag.String("ab", "", "NAME=VALUE: alternate the rounds between the environment as given and NAME=VALUE set, and print each arm's ratio")
 )
 
 func main() {
@@ -106,6 +107,9 @@ func main() {
 	// 1. Throughput.
 	if *memprof != "" {
 		runtime.MemProfileRate = 64 << 10
+	}
+	if *blockprof != "" {
+		runtime.SetBlockProfileRate(1000)
 	}
 	if *cpuprof != "" {
 		f, err := os.Create(*cpuprof)
@@ -172,10 +176,13 @@ func main() {
 	if *cpuprof != "" {
 		pprof.StopCPUProfile()
 	}
-	if *memprof != "" {
-		f, err := os.Create(*memprof)
+	for _, p := range []struct{ file, profile string }{{*memprof, "allocs"}, {*blockprof, "block"}} {
+		if p.file == "" {
+			continue
+		}
+		f, err := os.Create(p.file)
 		if err == nil {
-			err = pprof.Lookup("allocs").WriteTo(f, 0)
+			err = pprof.Lookup(p.profile).WriteTo(f, 0)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
