@@ -15,7 +15,7 @@ import (
 
 // twoGenerations writes generation A (a snapshot, three segments, a second
 // snapshot, two segments), a manual snapshot, and generation B (a snapshot
-// and two segments).
+// and two segments, the first across a WAL restart).
 func twoGenerations(s *source) {
 	s.insert(100, 500)
 	s.snapshot()
@@ -34,6 +34,11 @@ func twoGenerations(s *source) {
 	s.snapshot()
 	for i := 0; i < 2; i++ {
 		s.insert(10, 1000)
+		if i == 0 { // a segment across a WAL restart (a restart record)
+			s.hold()
+			s.exec(0, "PRAGMA wal_checkpoint(PASSIVE)")
+			s.insert(10, 1000)
+		}
 		s.segment()
 	}
 }
@@ -53,6 +58,9 @@ func verifyAll(t *testing.T, s *source, names ...string) []GenerationReport {
 func TestVerifyClean(t *testing.T) {
 	s := newSource(t, 4096)
 	twoGenerations(s)
+	if s.restarts != 1 {
+		t.Fatalf("restart records: got=%d, want 1", s.restarts)
+	}
 	reps := verifyAll(t, s)
 	if len(reps) != 3 {
 		t.Fatalf("reports: got=%d, want 3 (A, the manual snapshot, B)", len(reps))
