@@ -167,10 +167,10 @@ func (h *ObjectHeader) UnmarshalBinary(b []byte) error {
 	if p[6]&flagUnhashed != 0 && h.Kind != KindByteSegment {
 		return fmt.Errorf("%w: a snapshot without a content sha256 (header flags %#x)", ErrFormat, p[6])
 	}
-	h.WALBigEndian = p[6]&flagWALBigEndian != 0
 	if p[6]&flagRestarts != 0 && h.Kind != KindByteSegment {
 		return fmt.Errorf("%w: a snapshot with WAL restart records (header flags %#x)", ErrFormat, p[6])
 	}
+	h.WALBigEndian = p[6]&flagWALBigEndian != 0
 	h.Unhashed = p[6]&flagUnhashed != 0
 	h.Restarts = p[6]&flagRestarts != 0
 	copy(h.Generation[:], p[8:24])

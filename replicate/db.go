@@ -502,8 +502,7 @@ func (d *DB) snapshot(ctx context.Context, captureFirst bool) error {
 			Cksum1: view.cksum1, Cksum2: view.cksum2, BigEndian: view.bigEndian, HeaderKnown: true, DBPages: view.dbPages}
 		d.walHdr, _ = wal.ReadHeader(d.walf)
 	} else if wh, err := wal.ReadHeader(d.walf); err == nil && wh.Salt1 == h.Salt1 && wh.Salt2 == h.Salt2 {
-		pos = position{Salt1: wh.Salt1, Salt2: wh.Salt2, CkptSeq: wh.CheckpointSeq, Cksum1: wh.Checksum1,
-			Cksum2: wh.Checksum2, BigEndian: wh.BigEndianChecksum(), HeaderKnown: true, DBPages: view.dbPages}
+		pos = walStart(wh, view.dbPages)
 		d.walHdr = wh
 	}
 	seq := d.st.NextSeq
@@ -890,8 +889,7 @@ func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 		// own counter, and a fresh one picks random salts). The proof is
 		// the mark-0 pin above.
 		d.log.Debug("WAL restarted", "salt1", fmt.Sprintf("%08x", wh.Salt1), "checkpoint_seq", wh.CheckpointSeq)
-		pos = position{Salt1: wh.Salt1, Salt2: wh.Salt2, CkptSeq: wh.CheckpointSeq, Cksum1: wh.Checksum1,
-			Cksum2: wh.Checksum2, BigEndian: wh.BigEndianChecksum(), HeaderKnown: true, DBPages: pos.DBPages}
+		pos = walStart(wh, pos.DBPages)
 		d.walHdr = wh
 		if o := d.seg; o != nil && o.n > 0 && wh.PageSize == o.hdr.PageSize && (o.end.Salt1 != wh.Salt1 || o.end.Salt2 != wh.Salt2) {
 			// The open segment goes on across the restart: the append

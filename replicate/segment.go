@@ -142,9 +142,7 @@ func (o *openSegment) appendFrames(sc *wal.Scanner, last uint32, stop func() boo
 			return 0, end, err
 		}
 		n, restarts = 1, 1
-		end = position{Salt1: restart.Salt1, Salt2: restart.Salt2, CkptSeq: restart.CheckpointSeq,
-			Cksum1: restart.Checksum1, Cksum2: restart.Checksum2, BigEndian: restart.BigEndianChecksum(),
-			HeaderKnown: true, DBPages: end.DBPages}
+		end = walStart(*restart, end.DBPages)
 	}
 	stopped := false
 	for sc.Next() {
@@ -471,6 +469,13 @@ func scanOpen(path string, limit uint32, copyTo ...io.Writer) (hdr walsync.Objec
 		return hdr, 0, 0, position{}, fmt.Errorf("%s: %w: %d records on the second reading, %d on the first", path, walsync.ErrFormat, ch.Records(), limit)
 	}
 	return hdr, kept, restarts, end, nil
+}
+
+// walStart is the position at frame 0 of the WAL whose header is wh,
+// with the database size dbPages.
+func walStart(wh wal.Header, dbPages uint32) position {
+	return position{Salt1: wh.Salt1, Salt2: wh.Salt2, CkptSeq: wh.CheckpointSeq, Cksum1: wh.Checksum1,
+		Cksum2: wh.Checksum2, BigEndian: wh.BigEndianChecksum(), HeaderKnown: true, DBPages: dbPages}
 }
 
 // fromChain is the spool position at p, with the database size dbPages.

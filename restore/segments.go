@@ -442,7 +442,7 @@ func readSegment(ctx context.Context, o *opened, ref segmentRef, buf *[]byte,
 			return fail(fmt.Errorf("%s: %w", ref.Key, err))
 		}
 		if isFrame && page != nil {
-			if err := page(wal.ParseFrameHeader(frame).Pgno, data); err != nil {
+			if err := page(ch.Last().Pgno, data); err != nil {
 				return res, err
 			}
 		}
