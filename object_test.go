@@ -178,6 +178,24 @@ func TestUnhashedSegment(t *testing.T) {
 	}
 }
 
+// The restart-records flag round-trips on a segment and is refused on a
+// snapshot.
+func TestRestartsFlag(t *testing.T) {
+	seg := segmentHeader()
+	seg.Restarts = true
+	b, _ := seg.MarshalBinary()
+	var back ObjectHeader
+	if err := back.UnmarshalBinary(b); err != nil || !back.Restarts || b[8+6]&flagRestarts == 0 {
+		t.Fatalf("segment with restart records: flag %v, %v", back.Restarts, err)
+	}
+	snap := testHeader()
+	snap.Restarts = true
+	b, _ = snap.MarshalBinary()
+	if err := back.UnmarshalBinary(b); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "snapshot with WAL restart records") {
+		t.Fatalf("snapshot with the restarts flag: got=%v, want ErrFormat", err)
+	}
+}
+
 func TestHeaderRejects(t *testing.T) {
 	good, _ := testHeader().MarshalBinary()
 	for _, tc := range []struct {
