@@ -294,12 +294,9 @@ func (s *source) segment(edit ...func(h *walsync.ObjectHeader, content []byte)) 
 	h := parts[0].start
 	var content []byte
 	for i, p := range parts {
-		if i > 0 {
-			if p.start.WALSalt1 == parts[i-1].wh.Salt1 && p.start.WALSalt2 == parts[i-1].wh.Salt2 {
-				content = append(content, p.content...) // same WAL: the frames follow on
-				h.FrameCount += p.frames
-				continue
-			}
+		// A part of another WAL than the one before comes after a
+		// restart record; one of the same WAL follows on.
+		if i > 0 && (p.wh.Salt1 != parts[i-1].wh.Salt1 || p.wh.Salt2 != parts[i-1].wh.Salt2) {
 			content = walsync.AppendRestartRecord(content, p.wh, s.pageSize)
 			h.FrameCount++
 			h.Restarts = true
