@@ -46,6 +46,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	s3api "github.com/aws/aws-sdk-go-v2/service/s3"
+	"golang.org/x/sys/unix"
 
 	"github.com/walsync/walsync/vfs"
 )
@@ -61,7 +62,7 @@ var (
 	cpuprof   = flag.String("cpuprofile", "", "write a CPU profile of the throughput rounds to this file (samples labelled vfs=default or vfs=walsync)")
 	blockprof = flag.String("blockprofile", "", "write a profile of where goroutines blocked (sync.Mutex, channels; waits of 1µs and longer, both VFSes) to this file after the throughput rounds")
 	memprof   = flag.String("memprofile", "", "write an allocation profile (both VFSes, sampled every 64 KiB) to this file after the throughput rounds; `go tool pprof -sample_index=alloc_space`")
-	detail    = flag.Bool("detail", false, "print a line per throughput round: the committing thread's time on a CPU, waiting for one and off CPU; commit times, slow commits, CPU of this process and of MinIO, GC cycles and bytes allocated")
+	detail    = flag.Bool("detail", false, "print a line per throughput round: the committing thread's time on a CPU, waiting for one and off CPU; commit times, slow commits, CPU of this process and of MinIO, GC cycles and bytes allocated; the thread and its first and last commit in CLOCK_MONOTONIC seconds (to cut a perf trace: bench/vfs-offcpu.sh)")
 	fileBkt   = flag.Bool("file-bucket", false, "throughput rounds replicate to a file:// bucket instead of MinIO")
 	schedAB   = flag.Bool("sched-ab", false, "the same as -ab WALSYNC_SCHED_BATCH=0")
 	abEnv     = flag.String("ab", "", "NAME=VALUE: alternate the rounds between the environment as given and NAME=VALUE set, and print each arm's ratio")
@@ -298,6 +299,7 @@ func throughput(path, params string) float64 {
 	minio0 := minioCPU()
 	durs := make([]time.Duration, 0, *commits)
 	run0, wait0, schedOK := threadSched()
+	mono0 := monotonic()
 	start := time.Now()
 	for i := 0; i < *commits; i++ {
 		t := time.Now()
@@ -305,6 +307,7 @@ func throughput(path, params string) float64 {
 		durs = append(durs, time.Since(t))
 	}
 	wall := time.Since(start)
+	mono1 := monotonic()
 	rate := float64(*commits) / wall.Seconds()
 	if *detail {
 		if run1, wait1, ok := threadSched(); ok && schedOK {
@@ -330,14 +333,23 @@ func throughput(path, params string) float64 {
 		if params != "" {
 			vfsName = "walsync"
 		}
-		fmt.Printf("round %-7s %6.0f tx/s, wall %v: commit p50 %v p99 %v max %v; %d over 1 ms, %v in all; CPU %v (MinIO %v); %d GC cycles, %.1f MiB allocated\n",
+		fmt.Printf("round %-7s %6.0f tx/s, wall %v: commit p50 %v p99 %v max %v; %d over 1 ms, %v in all; CPU %v (MinIO %v); %d GC cycles, %.1f MiB allocated; thread %d, %.6f-%.6f s\n",
 			vfsName, rate, wall.Round(time.Millisecond), durs[len(durs)/2].Round(time.Microsecond), durs[len(durs)*99/100].Round(time.Microsecond),
-			durs[len(durs)-1].Round(time.Microsecond), nslow, slow.Round(time.Millisecond), cpu.Round(time.Millisecond), (minioCPU() - minio0).Round(time.Millisecond), ms1.NumGC-ms0.NumGC, float64(ms1.TotalAlloc-ms0.TotalAlloc)/(1<<20))
+			durs[len(durs)-1].Round(time.Microsecond), nslow, slow.Round(time.Millisecond), cpu.Round(time.Millisecond), (minioCPU() - minio0).Round(time.Millisecond), ms1.NumGC-ms0.NumGC, float64(ms1.TotalAlloc-ms0.TotalAlloc)/(1<<20),
+			syscall.Gettid(), mono0, mono1)
 	}
 	if err := db.Close(); err != nil {
 		log.Fatal(err)
 	}
 	return rate
+}
+
+// monotonic is CLOCK_MONOTONIC in seconds, the clock of `perf record -k
+// mono`, so that a trace can be cut at a round's first and last commit.
+func monotonic() float64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) //nolint:errcheck
+	return float64(ts.Nano()) / 1e9
 }
 
 func commitLatencies(path, params string, n int) []time.Duration {
