@@ -431,12 +431,21 @@ func scanOpen(path string, limit uint32, copyTo ...io.Writer) (hdr walsync.Objec
 		return hdr, 0, 0, position{}, err
 	}
 	defer f.Close()
+	hdr, kept, restarts, end, err = scanOpenFrom(f, limit, copyTo...)
+	if err != nil {
+		return hdr, 0, 0, position{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return hdr, kept, restarts, end, nil
+}
+
+// scanOpenFrom is scanOpen of the bytes f holds.
+func scanOpenFrom(f io.Reader, limit uint32, copyTo ...io.Writer) (hdr walsync.ObjectHeader, kept, restarts uint32, end position, err error) {
 	hb := make([]byte, walsync.HeaderLen)
 	if _, err := io.ReadFull(f, hb); err != nil {
-		return hdr, 0, 0, position{}, fmt.Errorf("%s: %w", path, errNoOpenHeader)
+		return hdr, 0, 0, position{}, errNoOpenHeader
 	}
 	if err := hdr.UnmarshalBinary(hb); err != nil || hdr.Kind != walsync.KindByteSegment || hdr.WALFrame == 0 {
-		return hdr, 0, 0, position{}, fmt.Errorf("%s: %w", path, errNoOpenHeader)
+		return hdr, 0, 0, position{}, errNoOpenHeader
 	}
 	dec, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(16<<20))
 	if err != nil {
@@ -466,7 +475,7 @@ func scanOpen(path string, limit uint32, copyTo ...io.Writer) (hdr walsync.Objec
 		}
 	}
 	if limit > 0 && ch.Records() != limit {
-		return hdr, 0, 0, position{}, fmt.Errorf("%s: %w: %d records on the second reading, %d on the first", path, walsync.ErrFormat, ch.Records(), limit)
+		return hdr, 0, 0, position{}, fmt.Errorf("%w: %d records on the second reading, %d on the first", walsync.ErrFormat, ch.Records(), limit)
 	}
 	return hdr, kept, restarts, end, nil
 }
