@@ -181,8 +181,8 @@ func walPosition(t *testing.T, path string) walPos {
 		idx, fh, _ := sc.Frame()
 		if fh.IsCommit() {
 			c1, c2 := sc.Checksum()
-			pos = walPos{salt1: h.Salt1, salt2: h.Salt2, ckpt: h.CheckpointSeq, frame: idx,
-				c1: c1, c2: c2, bigEndian: h.BigEndianChecksum()}
+			pos = walPos{WALPosition: walsync.WALPosition{Salt1: h.Salt1, Salt2: h.Salt2, CkptSeq: h.CheckpointSeq,
+				Frame: idx, Cksum1: c1, Cksum2: c2, BigEndian: h.BigEndianChecksum()}}
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -203,8 +203,8 @@ func (s *source) snapshot() (string, []byte) {
 	s.put(key, walsync.ObjectHeader{
 		Kind: walsync.KindByteSnapshot, Generation: s.gen, PageSize: s.pageSize,
 		PageCount: uint32(len(content) / int(s.pageSize)),
-		WALSalt1:  pos.salt1, WALSalt2: pos.salt2, WALCheckpointSeq: pos.ckpt, WALFrame: pos.frame,
-		WALChecksum1: pos.c1, WALChecksum2: pos.c2, WALBigEndian: pos.bigEndian,
+		WALSalt1:  pos.Salt1, WALSalt2: pos.Salt2, WALCheckpointSeq: pos.CkptSeq, WALFrame: pos.Frame,
+		WALChecksum1: pos.Cksum1, WALChecksum2: pos.Cksum2, WALBigEndian: pos.BigEndian,
 		Seq: s.seq, Created: s.clock,
 	}, content)
 	pos.key = key
@@ -238,8 +238,8 @@ func (s *source) part() part {
 		s.t.Fatal(err)
 	}
 	var sc *wal.Scanner
-	if wh.Salt1 == s.pos.salt1 && wh.Salt2 == s.pos.salt2 && s.pos.frame > 0 {
-		sc, err = wal.NewScannerAt(r, wh, s.pos.frame, s.pos.c1, s.pos.c2)
+	if wh.Salt1 == s.pos.Salt1 && wh.Salt2 == s.pos.Salt2 && s.pos.Frame > 0 {
+		sc, err = wal.NewScannerAt(r, wh, s.pos.Frame, s.pos.Cksum1, s.pos.Cksum2)
 	} else {
 		sc, err = wal.NewScanner(r) // a new WAL since the last position
 	}
@@ -263,8 +263,8 @@ func (s *source) part() part {
 			pending, pendingFrames = pending[:0], 0
 			p.commit = fh.Commit
 			e1, e2 := sc.Checksum()
-			p.end = walPos{salt1: wh.Salt1, salt2: wh.Salt2, ckpt: wh.CheckpointSeq, frame: idx,
-				c1: e1, c2: e2, bigEndian: wh.BigEndianChecksum()}
+			p.end = walPos{WALPosition: walsync.WALPosition{Salt1: wh.Salt1, Salt2: wh.Salt2, CkptSeq: wh.CheckpointSeq,
+				Frame: idx, Cksum1: e1, Cksum2: e2, BigEndian: wh.BigEndianChecksum()}}
 		}
 	}
 	if p.frames == 0 {

@@ -61,16 +61,14 @@ func (r *Restorer) segments(ctx context.Context, name string) ([]segmentRef, err
 // the last frame the object holds (0: none) and the running WAL checksum
 // after that frame.
 type walPos struct {
-	key                string // the object that ends here
-	salt1, salt2, ckpt uint32
-	frame              uint32
-	c1, c2             uint32
-	bigEndian          bool
+	key string // the object that ends here
+	walsync.WALPosition
 }
 
 func snapshotPos(key string, h walsync.ObjectHeader) walPos {
-	return walPos{key: key, salt1: h.WALSalt1, salt2: h.WALSalt2, ckpt: h.WALCheckpointSeq,
-		frame: h.WALFrame, c1: h.WALChecksum1, c2: h.WALChecksum2, bigEndian: h.WALBigEndian}
+	return walPos{key: key, WALPosition: walsync.WALPosition{Salt1: h.WALSalt1, Salt2: h.WALSalt2,
+		CkptSeq: h.WALCheckpointSeq, Frame: h.WALFrame, Cksum1: h.WALChecksum1, Cksum2: h.WALChecksum2,
+		BigEndian: h.WALBigEndian}}
 }
 
 // continues checks the continuity rule (docs/FORMAT.md, "WAL segments")
@@ -101,26 +99,26 @@ func continues(prev walPos, h walsync.ObjectHeader) error {
 				h.WALChecksum1, h.WALChecksum2, wh.Checksum1, wh.Checksum2)
 		}
 	}
-	if h.WALSalt1 == prev.salt1 && h.WALSalt2 == prev.salt2 {
-		want := uint64(prev.frame) + 1
+	if h.WALSalt1 == prev.Salt1 && h.WALSalt2 == prev.Salt2 {
+		want := uint64(prev.Frame) + 1
 		switch {
-		case h.WALCheckpointSeq != prev.ckpt:
+		case h.WALCheckpointSeq != prev.CkptSeq:
 			return fmt.Errorf("it has the WAL salts of %s (%08x %08x) but checkpoint sequence %d, not %d",
-				prev.key, h.WALSalt1, h.WALSalt2, h.WALCheckpointSeq, prev.ckpt)
-		case h.WALBigEndian != prev.bigEndian:
+				prev.key, h.WALSalt1, h.WALSalt2, h.WALCheckpointSeq, prev.CkptSeq)
+		case h.WALBigEndian != prev.BigEndian:
 			return fmt.Errorf("it has the WAL salts of %s (%08x %08x) but the other checksum byte order", prev.key, h.WALSalt1, h.WALSalt2)
 		case uint64(h.WALFrame) != want:
 			return fmt.Errorf("it starts at WAL frame %d, but %s ends at frame %d of the same WAL (salts %08x %08x): want frame %d",
-				h.WALFrame, prev.key, prev.frame, h.WALSalt1, h.WALSalt2, want)
-		case prev.frame > 0 && (h.WALChecksum1 != prev.c1 || h.WALChecksum2 != prev.c2):
+				h.WALFrame, prev.key, prev.Frame, h.WALSalt1, h.WALSalt2, want)
+		case prev.Frame > 0 && (h.WALChecksum1 != prev.Cksum1 || h.WALChecksum2 != prev.Cksum2):
 			return fmt.Errorf("its WAL checksum before frame %d is %08x%08x, but %s ends with %08x%08x",
-				h.WALFrame, h.WALChecksum1, h.WALChecksum2, prev.key, prev.c1, prev.c2)
+				h.WALFrame, h.WALChecksum1, h.WALChecksum2, prev.key, prev.Cksum1, prev.Cksum2)
 		}
 		return nil
 	}
 	if h.WALFrame != 1 {
 		return fmt.Errorf("its WAL (salts %08x %08x) is not that of %s (salts %08x %08x), so the WAL was restarted, but it starts at frame %d, not 1",
-			h.WALSalt1, h.WALSalt2, prev.key, prev.salt1, prev.salt2, h.WALFrame)
+			h.WALSalt1, h.WALSalt2, prev.key, prev.Salt1, prev.Salt2, h.WALFrame)
 	}
 	return nil
 }
@@ -464,7 +462,6 @@ func readSegment(ctx context.Context, o *opened, ref segmentRef, buf *[]byte,
 	if last.Commit != h.PageCount {
 		return res, fmt.Errorf("%s: %w: its last commit leaves %d pages, the header says %d", ref.Key, walsync.ErrFormat, last.Commit, h.PageCount)
 	}
-	res.end = walPos{key: ref.Key, salt1: end.Salt1, salt2: end.Salt2, ckpt: end.CkptSeq,
-		frame: end.Frame, c1: end.Cksum1, c2: end.Cksum2, bigEndian: end.BigEndian}
+	res.end = walPos{key: ref.Key, WALPosition: end}
 	return res, nil
 }

@@ -120,8 +120,8 @@ func TestRestoreSegments(t *testing.T) {
 				s.exec(2, "SELECT 1") // connection 2: counter 0
 				s.exec(0, "PRAGMA wal_checkpoint(TRUNCATE)")
 				s.exec(2, "INSERT INTO t(v) VALUES (randomblob(5000))")
-				if h := s.walHeader(); h.CheckpointSeq != 0 || h.Salt1 == s.pos.salt1+1 {
-					t.Fatalf("want a fresh WAL with random salts: got=salt1 %d ckpt %d, before %d %d", h.Salt1, h.CheckpointSeq, s.pos.salt1, s.pos.ckpt)
+				if h := s.walHeader(); h.CheckpointSeq != 0 || h.Salt1 == s.pos.Salt1+1 {
+					t.Fatalf("want a fresh WAL with random salts: got=salt1 %d ckpt %d, before %d %d", h.Salt1, h.CheckpointSeq, s.pos.Salt1, s.pos.CkptSeq)
 				}
 				s.segment()
 				s.insert(3, 100)
@@ -182,7 +182,7 @@ func TestRestoreSegments(t *testing.T) {
 				s.insert(100, 500)
 				s.exec(0, "PRAGMA wal_checkpoint(TRUNCATE)")
 				s.snapshot()
-				if s.pos.frame != 0 || s.pos.salt1 != 0 {
+				if s.pos.Frame != 0 || s.pos.Salt1 != 0 {
 					t.Fatalf("snapshot position: got=%+v, want none", s.pos)
 				}
 				s.insert(10, 1000)
@@ -736,12 +736,12 @@ func TestContinues(t *testing.T) {
 		return walsync.ObjectHeader{PageSize: ps, WALSalt1: salt1, WALSalt2: salt2, WALCheckpointSeq: ckpt,
 			WALFrame: 1, WALChecksum1: wh.Checksum1, WALChecksum2: wh.Checksum2}
 	}
-	prev := walPos{key: "prev", salt1: 100, salt2: 200, ckpt: 3, frame: 10, c1: 0xaaaa, c2: 0xbbbb}
+	prev := walPos{key: "prev", WALPosition: walsync.WALPosition{Salt1: 100, Salt2: 200, CkptSeq: 3, Frame: 10, Cksum1: 0xaaaa, Cksum2: 0xbbbb}}
 	next := walsync.ObjectHeader{PageSize: ps, WALSalt1: 100, WALSalt2: 200, WALCheckpointSeq: 3,
 		WALFrame: 11, WALChecksum1: 0xaaaa, WALChecksum2: 0xbbbb}
 	with := func(h walsync.ObjectHeader, f func(*walsync.ObjectHeader)) walsync.ObjectHeader { f(&h); return h }
 	noWAL := walPos{key: "snap"}
-	emptyWAL := walPos{key: "snap", salt1: 100, salt2: 200, ckpt: 3}
+	emptyWAL := walPos{key: "snap", WALPosition: walsync.WALPosition{Salt1: 100, Salt2: 200, CkptSeq: 3}}
 	tests := []struct {
 		name string
 		prev walPos
@@ -756,7 +756,7 @@ func TestContinues(t *testing.T) {
 		{"byte order differs", prev, with(next, func(h *walsync.ObjectHeader) { h.WALBigEndian = true }), "byte order"},
 		{"frame 1 of the same WAL again", prev, with(newWAL(3, 100, 200), func(*walsync.ObjectHeader) {}), "want frame 11"},
 		{"restart: salt-1 and checkpoint + 1", prev, newWAL(4, 101, 7), ""},
-		{"restart: salt-1 wraps around", walPos{key: "prev", salt1: 0xffffffff, salt2: 1, ckpt: 3, frame: 5}, newWAL(4, 0, 9), ""},
+		{"restart: salt-1 wraps around", walPos{key: "prev", WALPosition: walsync.WALPosition{Salt1: 0xffffffff, Salt2: 1, CkptSeq: 3, Frame: 5}}, newWAL(4, 0, 9), ""},
 		{"restart by another connection: checkpoint sequence its own", prev, newWAL(1, 101, 7), ""},
 		{"restart with random salts and checkpoint 0", prev, newWAL(0, 0x5eed, 0xf00d), ""},
 		{"restart after two empty restarts", prev, newWAL(5, 102, 7), ""},
