@@ -32,6 +32,15 @@ type WALPosition struct {
 	BigEndian             bool
 }
 
+// WALPositionAfter is the position after WAL frame frame with the WAL
+// identity and running checksum that header h records: a snapshot's are
+// those after its last frame (frame = WALFrame), a segment's those before
+// its first (frame = WALFrame-1).
+func (h ObjectHeader) WALPositionAfter(frame uint32) WALPosition {
+	return WALPosition{Salt1: h.WALSalt1, Salt2: h.WALSalt2, CkptSeq: h.WALCheckpointSeq,
+		Frame: frame, Cksum1: h.WALChecksum1, Cksum2: h.WALChecksum2, BigEndian: h.WALBigEndian}
+}
+
 // SegmentChain follows the WAL checksum chain through a segment's
 // records.
 type SegmentChain struct {
@@ -51,8 +60,7 @@ func NewSegmentChain(h ObjectHeader, allowRestarts bool) *SegmentChain {
 	return &SegmentChain{
 		pageSize: h.PageSize,
 		restarts: h.Restarts || allowRestarts,
-		pos: WALPosition{Salt1: h.WALSalt1, Salt2: h.WALSalt2, CkptSeq: h.WALCheckpointSeq,
-			Frame: h.WALFrame - 1, Cksum1: h.WALChecksum1, Cksum2: h.WALChecksum2, BigEndian: h.WALBigEndian},
+		pos:      h.WALPositionAfter(h.WALFrame - 1),
 	}
 }
 

@@ -415,8 +415,7 @@ func (s *spool) recoverOpen(seq uint64) (recovered, error) {
 // startPosition is the position before an open segment's first frame, as
 // its header records it (the database size in PageCount until sealed).
 func startPosition(h walsync.ObjectHeader) position {
-	return position{Salt1: h.WALSalt1, Salt2: h.WALSalt2, CkptSeq: h.WALCheckpointSeq, Frame: h.WALFrame - 1,
-		Cksum1: h.WALChecksum1, Cksum2: h.WALChecksum2, BigEndian: h.WALBigEndian, HeaderKnown: true, DBPages: h.PageCount}
+	return fromChain(h.WALPositionAfter(h.WALFrame-1), h.PageCount)
 }
 
 // scanOpen reads the open segment file at path: its header, then records

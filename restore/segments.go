@@ -66,9 +66,7 @@ type walPos struct {
 }
 
 func snapshotPos(key string, h walsync.ObjectHeader) walPos {
-	return walPos{key: key, WALPosition: walsync.WALPosition{Salt1: h.WALSalt1, Salt2: h.WALSalt2,
-		CkptSeq: h.WALCheckpointSeq, Frame: h.WALFrame, Cksum1: h.WALChecksum1, Cksum2: h.WALChecksum2,
-		BigEndian: h.WALBigEndian}}
+	return walPos{key: key, WALPosition: h.WALPositionAfter(h.WALFrame)}
 }
 
 // continues checks the continuity rule (docs/FORMAT.md, "WAL segments")
