@@ -58,6 +58,11 @@ func (d *DB) claim(ctx context.Context) error {
 			return err
 		}
 		other, rerr := readClaim(ctx, d.w.Storage, key)
+		if errors.Is(rerr, walsync.ErrNotExist) {
+			// Released between our Put and the read (a clean exit just
+			// then): the name is free, ask again.
+			continue
+		}
 		mine := rerr == nil && other.Host == me.Host && other.Database == me.Database
 		if !mine && !d.w.Takeover {
 			if rerr != nil {

@@ -645,6 +645,15 @@ func (d *DB) sync(ctx context.Context) error {
 			return err
 		}
 	}
+	if d.w.stopping.Load() {
+		// The final sync: the pin's move captures what was committed
+		// since the capture above (another process writes on) into the
+		// open segment (Batch), which the shutdown would leave in the
+		// spool. It goes out with the rest.
+		if err := d.sealOpen(); err != nil {
+			return err
+		}
+	}
 	// Look again soon, backing off from 5 ms to 1 s, while the database
 	// was active in the last 10 s and either (a) the WAL holds frames past
 	// the wal-index's end: a commit's file write raises the event, but its
@@ -1003,7 +1012,7 @@ func (d *DB) replaced() (bool, error) {
 func (d *DB) periodicSnapshot(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.opened || d.failed != nil || !d.st.Changed || d.w.SnapshotInterval <= 0 ||
+	if !d.opened || d.failed != nil || d.w.stopping.Load() || !d.st.Changed || d.w.SnapshotInterval <= 0 ||
 		d.now().Sub(d.st.Snapshot) < d.w.SnapshotInterval {
 		return nil
 	}

@@ -119,7 +119,8 @@ type Watcher struct {
 	indexSince  time.Time
 	indexClosed atomic.Bool
 
-	testHookCapture func() // runs as each capture starts, on its thread
+	testHookCapture    func() // runs as each capture starts, on its thread
+	testHookBackground func() // runs as a background capture's goroutine starts
 }
 
 // metrics are the counters the watcher keeps (exported later as
@@ -418,8 +419,12 @@ func (w *Watcher) pruneAll(ctx context.Context) {
 
 func (w *Watcher) closeAll() {
 	for _, d := range w.dbs {
-		d.close()
+		// The name goes before the owner lock: a process that takes over
+		// (it can only once the lock is free) then finds lock.json gone,
+		// not ours, which it would delete while we read it (release is a
+		// read, then a delete) or fail to read after we deleted it.
 		d.release(context.Background())
+		d.close()
 	}
 }
 
@@ -682,6 +687,9 @@ func (w *Watcher) capture(d *DB, beforeRestart bool) {
 		return
 	}
 	go inBackground(func() {
+		if w.testHookBackground != nil {
+			w.testHookBackground()
+		}
 		for {
 			asked := d.captureAsked.Swap(0)
 			d.whileReplicating(func() {
@@ -757,11 +765,16 @@ func (w *Watcher) Unpin(path string) {
 }
 
 // whileReplicating runs f with d.mu held if d is still replicated: open,
-// and not failed. For the VFS hooks, which cannot return an error.
+// not failed, and the watcher not stopping. For the VFS hooks, which
+// cannot return an error, and background captures. Once the watcher
+// stops, its final sync is the last capture: one that came after it
+// (a background capture asked for before the stop, on its way to d.mu)
+// would take another process's newer commits into a segment that the
+// shutdown no longer uploads; those are the next owner's to capture.
 func (d *DB) whileReplicating(f func()) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.opened && d.failed == nil {
+	if d.opened && d.failed == nil && !d.w.stopping.Load() {
 		f()
 	}
 }

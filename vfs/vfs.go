@@ -676,13 +676,18 @@ func closeConn(id int64) {
 	delete(byPath, d.path)
 	dbMu.Unlock()
 	d.freeQuiet() // its last connection is closed: no shim reads it
+	// The retry loops stop, and a start under way (a retry's, or a
+	// commit's) finishes first: only then is it known whether this
+	// process replicates the database. A start that failed just now
+	// (the process that replicated it was letting go) leaves a follower
+	// whose last commits nobody captured: it ships them (shipBeforeClose).
+	close(d.stop)
 	d.mu.Lock()
-	follower := d.w == nil && !d.starting && d.wal
+	wal := d.wal
 	d.mu.Unlock()
-	if follower {
+	if wal && d.waitStarted(context.Background()) == nil {
 		d.shipBeforeClose()
 	}
-	close(d.stop)
 	// A start in progress finishes first (its watcher is then stopped
 	// like any other); none begins after this.
 	var cancel context.CancelFunc
@@ -724,20 +729,29 @@ func (d *database) shipBeforeClose() {
 	for {
 		err := d.start()
 		if err == nil {
-			return
-		}
-		if !errors.Is(err, replicate.ErrOwned) {
-			d.log.Error("cannot ship the last commits; the next open, or walsync watch, ships them", "err", err)
-			return
-		}
-		if !committed {
+			if d.waitStarted(context.Background()) != nil {
+				return // this process replicates it now: its watcher's shutdown ships
+			}
+			// Another start was under way (start returned at once) and
+			// failed: try again.
+		} else if !errors.Is(err, replicate.ErrOwned) {
+			// A failure that may pass (the bucket unreachable for a
+			// moment): retried within CloseTimeout, like a busy owner.
+			if time.Now().After(deadline) {
+				d.log.Error("cannot ship the last commits; the next open, or walsync watch, ships them", "err", err)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+			continue
+		} else if !committed {
 			return // nothing of this process to wait for
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-		err = replicate.WaitDurable(ctx, d.path, salt, frame)
-		cancel()
-		if err == nil {
-			return
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			err = replicate.WaitDurable(ctx, d.path, salt, frame)
+			cancel()
+			if err == nil {
+				return
+			}
 		}
 		if time.Now().After(deadline) {
 			d.log.Error("the last commits of this process are not in the bucket yet; the replicating process, the next open or walsync watch ships them", "err", err)
