@@ -192,18 +192,7 @@ func insertBatches(t *testing.T, db *sql.DB, batch0, rows, per int) {
 // wal_checkpoint(TRUNCATE): the independent truth a restore must equal.
 func checkpointed(t *testing.T, db *sql.DB, path string) []byte {
 	t.Helper()
-	var busy, logFrames, ckpt int
-	if err := db.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &ckpt); err != nil {
-		t.Fatal(err)
-	}
-	if busy != 0 {
-		t.Fatalf("wal_checkpoint(TRUNCATE) was blocked")
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return sqltest.Checkpointed(t, db, path)
 }
 
 // checkRestored verifies a restored database: integrity_check ok, and the

@@ -268,13 +268,13 @@ type database struct {
 	done     chan struct{}
 	runErr   error
 	starting bool
-	waiting  bool // another process replicates it; retrying
+	waiting  bool // a retry loop runs (retryOwnership)
 	closed   bool // the last connection closed
 	wal      bool // seen in WAL mode
 	// The wal-index header after this process's last commit.
 	lastSalt, lastFrame uint32
 	committed           bool
-	broken              bool         // cannot be replicated (logged); writes are not held up
+	broken              bool         // a start failed (logged, retried); writes are not held up
 	nudged              atomic.Int64 // when this process last nudged the replicating one (unix ns)
 	stop                chan struct{}
 
@@ -421,7 +421,7 @@ func (d *database) run() error {
 	}
 	d.mu.Lock()
 	d.w, d.cancel, d.done = w, cancel, done
-	d.waiting = false
+	d.waiting, d.broken = false, false
 	d.mu.Unlock()
 	go func() {
 		<-done
@@ -436,43 +436,47 @@ func (d *database) run() error {
 	return nil
 }
 
-// retryOwnership tries to take over the replication every quarter second
-// (a non-blocking flock: no request, no I/O) until it succeeds or d is
-// closed.
+// retryOwnership tries to replicate d in the background until it does or
+// d is closed: every quarter second while another process replicates it
+// (a non-blocking flock: no request, no I/O), backing off to 30 s after
+// any other failure (the bucket unreachable, say), so that a process
+// whose takeover failed once does not write unreplicated until it exits.
 func (d *database) retryOwnership(why error) {
 	d.mu.Lock()
 	if d.waiting {
 		d.mu.Unlock()
 		return
 	}
-	d.waiting = true
+	d.waiting = true // until a start succeeds (run): no second loop
 	d.mu.Unlock()
-	d.log.Info("another process replicates this database; it ships this process's commits too", "why", why)
+	const owned, most = 250 * time.Millisecond, 30 * time.Second
+	delay := owned
+	if errors.Is(why, replicate.ErrOwned) {
+		d.log.Info("another process replicates this database; it ships this process's commits too", "why", why)
+	} else {
+		delay = time.Second
+		d.log.Error("cannot replicate this database; writes go on unreplicated, retrying", "err", why, "in", delay)
+	}
 	go func() {
-		t := time.NewTicker(250 * time.Millisecond)
-		defer t.Stop()
 		for {
 			select {
 			case <-d.stop:
 				return
-			case <-t.C:
+			case <-time.After(delay):
 			}
-			d.mu.Lock()
-			d.waiting = false
-			d.mu.Unlock()
 			err := d.start()
-			if err == nil {
+			switch {
+			case err == nil && d.waitStarted(context.Background()) != nil:
 				d.log.Info("took over the replication of this database")
 				return
+			case err == nil:
+				// Another start was under way and failed: look again.
+			case errors.Is(err, replicate.ErrOwned):
+				delay = owned
+			default:
+				delay = min(2*delay, most)
+				d.log.Error("cannot replicate this database; retrying", "err", err, "in", delay)
 			}
-			if !errors.Is(err, replicate.ErrOwned) {
-				d.log.Error("cannot replicate this database; retrying", "err", err)
-				d.mu.Lock()
-				d.waiting = true
-				d.mu.Unlock()
-				continue
-			}
-			return // start() started another retry loop
 		}
 	}()
 }
@@ -528,7 +532,7 @@ func commit(id int64, mxFrame, salt1 uint32) (skipBelow uint32) {
 		// replicates has its retry loop already.
 		go func() {
 			if err := d.start(); err != nil && !errors.Is(err, replicate.ErrOwned) {
-				d.log.Error("cannot replicate this database", "err", err)
+				d.retryOwnership(err)
 			}
 		}()
 	}
@@ -638,10 +642,11 @@ func acquire(id int64, mxFrame, nBackfill uint32) bool {
 		return false
 	}
 	if err := d.start(); err != nil && !errors.Is(err, replicate.ErrOwned) {
-		d.log.Error("cannot replicate this database; writes go on unreplicated", "err", err)
+		// Writes are not held up; the retry loop takes over when it can.
 		d.mu.Lock()
 		d.broken = true
 		d.mu.Unlock()
+		d.retryOwnership(err)
 	}
 	return false // the next write asks again
 }

@@ -79,23 +79,7 @@ func createSchema(t *testing.T, db *sql.DB) {
 // truth a restore must equal.
 func checkpointedBytes(t *testing.T, src string) []byte {
 	t.Helper()
-	db, err := sql.Open("sqlite3", "file:"+src+"?_busy_timeout=10000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var busy, logFrames, ckpt int
-	if err := db.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &ckpt); err != nil {
-		t.Fatal(err)
-	}
-	if busy != 0 {
-		t.Fatal("wal_checkpoint(TRUNCATE) was blocked")
-	}
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return sqltest.CheckpointedFile(t, src)
 }
 
 // restoreBytes restores name from b (latest state) and returns the file,

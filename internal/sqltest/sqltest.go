@@ -115,3 +115,34 @@ func MustEqual(t testing.TB, got []byte, what string, want []byte) {
 		t.Fatalf("restore of %s differs: got=%d bytes, want %d; first difference at offset %d", what, len(got), len(want), i)
 	}
 }
+
+// Checkpointed returns the bytes of the database at path after PRAGMA
+// wal_checkpoint(TRUNCATE) on db: the independent truth a restore must
+// equal.
+func Checkpointed(t testing.TB, db *sql.DB, path string) []byte {
+	t.Helper()
+	var busy, logFrames, ckpt int
+	if err := db.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &ckpt); err != nil {
+		t.Fatal(err)
+	}
+	if busy != 0 {
+		t.Fatalf("wal_checkpoint(TRUNCATE) of %s was blocked", path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// CheckpointedFile is Checkpointed through a connection of its own, with
+// SQLite's default VFS.
+func CheckpointedFile(t testing.TB, path string) []byte {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=10000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	return Checkpointed(t, db, path)
+}
