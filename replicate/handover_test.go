@@ -6,8 +6,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -179,5 +182,51 @@ func TestFinalSyncSealsWhatItCaptures(t *testing.T) {
 	if len(entries) != 0 {
 		t.Fatalf("spool after a clean stop: %v, want empty", entries)
 	}
+	restoreMatches(t, fs, src)
+}
+
+// lostAnswer stores a segment's first Put and answers ErrExists, as a
+// retry after a lost answer (or a restart after a crash) finds it; the
+// check that follows (Stat) then fails once.
+type lostAnswer struct {
+	walsync.Storage
+	mu            sync.Mutex
+	put, statFail bool
+}
+
+func (l *lostAnswer) Put(ctx context.Context, key string, body io.ReadSeeker, size int64, sum string) error {
+	l.mu.Lock()
+	first := !l.put && strings.Contains(key, "/"+walsync.SegmentDir+"/")
+	l.put = l.put || first
+	l.mu.Unlock()
+	if err := l.Storage.Put(ctx, key, body, size, sum); err != nil || !first {
+		return err
+	}
+	return fmt.Errorf("put %s: %w", key, walsync.ErrExists)
+}
+
+func (l *lostAnswer) Stat(ctx context.Context, key string) (walsync.ObjectInfo, error) {
+	l.mu.Lock()
+	fail := !l.statFail
+	l.statFail = true
+	l.mu.Unlock()
+	if fail {
+		return walsync.ObjectInfo{}, errors.New("connection reset by peer")
+	}
+	return l.Storage.Stat(ctx, key)
+}
+
+// A segment found in the bucket whose checksum cannot be read (the HEAD
+// failed: the network, or the shutdown ending the request) is uploaded
+// again later. It was taken for a segment with other bytes: "another
+// writer", and the database's replication stopped for good (seen at the
+// shutdown of TestAppKilledThenReopened/s3, 18 of 130 runs, "context
+// canceled").
+func TestUploadCheckFailureIsRetried(t *testing.T) {
+	src, app, fs := newSource(t)
+	st := &lostAnswer{Storage: fs}
+	rw := startWatcher(t, &Watcher{Storage: st}, src, "app")
+	commitDurable(t, rw, app, src, 3)
+	rw.stop(t)
 	restoreMatches(t, fs, src)
 }

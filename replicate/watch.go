@@ -915,7 +915,14 @@ func (w *Watcher) uploadEntry(ctx context.Context, d *DB, e spoolEntry) error {
 			return err
 		}
 		info, serr := w.Storage.Stat(ctx, key)
-		if serr == nil && info.SHA256 == sum {
+		if serr != nil {
+			// Not an answer about its bytes (the network, or the
+			// shutdown ending the request): the upload is retried. Taken
+			// for other bytes, it stopped the database's replication as
+			// "another writer" (TestUploadCheckFailureIsRetried).
+			return fmt.Errorf("%s exists; reading its checksum: %w", key, serr)
+		}
+		if info.SHA256 == sum {
 			w.recordUpload(d, key, hdr, e.Snapshot, size, false)
 			return nil // uploaded before a crash; the spool did not know
 		}
