@@ -220,7 +220,7 @@ func (l *lostAnswer) Stat(ctx context.Context, key string) (walsync.ObjectInfo, 
 // failed: the network, or the shutdown ending the request) is uploaded
 // again later. It was taken for a segment with other bytes: "another
 // writer", and the database's replication stopped for good (seen at the
-// shutdown of TestAppKilledThenReopened/s3, 18 of 130 runs, "context
+// shutdown of TestAppKilledThenReopened/s3, 25 of 210 runs, "context
 // canceled").
 func TestUploadCheckFailureIsRetried(t *testing.T) {
 	src, app, fs := newSource(t)
