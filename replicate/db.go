@@ -645,15 +645,6 @@ func (d *DB) sync(ctx context.Context) error {
 			return err
 		}
 	}
-	if d.w.stopping.Load() {
-		// The final sync: the pin's move captures what was committed
-		// since the capture above (another process writes on) into the
-		// open segment (Batch), which the shutdown would leave in the
-		// spool. It goes out with the rest.
-		if err := d.sealOpen(); err != nil {
-			return err
-		}
-	}
 	// Look again soon, backing off from 5 ms to 1 s, while the database
 	// was active in the last 10 s and either (a) the WAL holds frames past
 	// the wal-index's end: a commit's file write raises the event, but its
@@ -851,8 +842,9 @@ var readAheadBufs = sync.Pool{New: func() any { b := make([]byte, 16*(wal.FrameH
 
 // captureFrames copies the frames committed after the position into the
 // open segment (segment.go) and advances the position; with seal, or
-// unless Watcher.Batch, the segment is then sealed for upload. It returns
-// the number of frames. Called with d.mu held.
+// unless Watcher.Batch (and while the watcher stops), the segment is then
+// sealed for upload. It returns the number of frames. Called with d.mu
+// held.
 func (d *DB) captureFrames(seal bool) (int, error) { return d.captureUntil(seal, nil) }
 
 // hookWaiting says whether a VFS hook waits for d.mu (Watcher.CatchUp):
@@ -868,7 +860,10 @@ func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 	if d.w.testHookCapture != nil {
 		d.w.testHookCapture()
 	}
-	seal = seal || !d.w.Batch
+	// A watcher that stops batches nothing: the final sync's pin move
+	// captures what another process committed since its first capture,
+	// and an open segment would stay in the spool at exit.
+	seal = seal || !d.w.Batch || d.w.stopping.Load()
 	h, err := d.readIndex()
 	if err != nil {
 		return 0, err

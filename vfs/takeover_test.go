@@ -3,6 +3,7 @@ package vfs
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -159,7 +160,7 @@ func TestCloseDuringFailedTakeover(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond) // and looked at d.starting
 	d.mu.Lock()
-	d.starting = false // the start failed
+	d.starting, d.startErr = false, errors.New("simulated failure") // the start failed
 	d.mu.Unlock()
 	if err := <-closed; err != nil {
 		t.Fatal(err)

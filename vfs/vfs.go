@@ -268,9 +268,10 @@ type database struct {
 	done     chan struct{}
 	runErr   error
 	starting bool
-	waiting  bool // a retry loop runs (retryOwnership)
-	closed   bool // the last connection closed
-	wal      bool // seen in WAL mode
+	startErr error // the outcome of the last start that failed (nil once d.w is set)
+	waiting  bool  // a retry loop runs (retryOwnership)
+	closed   bool  // the last connection closed
+	wal      bool  // seen in WAL mode
 	// The wal-index header after this process's last commit.
 	lastSalt, lastFrame uint32
 	committed           bool
@@ -356,10 +357,20 @@ func (d *database) setQuiet(_ string, left time.Duration) {
 // start opens storage and runs the watcher for d until stopped. It returns
 // once the watcher follows the database, or with the reason it cannot.
 // replicate.ErrOwned means another process replicates it: d retries in
-// the background and takes over when that process is gone.
+// the background and takes over when that process is gone. While another
+// start is under way, its outcome is this one's.
 func (d *database) start() error {
 	d.mu.Lock()
-	if d.w != nil || d.starting || d.closed {
+	if d.starting {
+		d.mu.Unlock()
+		if d.waitStarted(context.Background()) != nil {
+			return nil
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.startErr
+	}
+	if d.w != nil || d.closed {
 		d.mu.Unlock()
 		return nil
 	}
@@ -367,7 +378,7 @@ func (d *database) start() error {
 	d.mu.Unlock()
 	err := d.run()
 	d.mu.Lock()
-	d.starting = false
+	d.starting, d.startErr = false, err
 	d.mu.Unlock()
 	if errors.Is(err, replicate.ErrOwned) {
 		d.retryOwnership(err)
@@ -437,8 +448,9 @@ func (d *database) run() error {
 }
 
 // retryOwnership tries to replicate d in the background until it does or
-// d is closed: every quarter second while another process replicates it
-// (a non-blocking flock: no request, no I/O), backing off to 30 s after
+// d is closed: it probes the owner lock every quarter second while another
+// process replicates it (a non-blocking flock: no request, no I/O; a
+// start would list the bucket), backing off to 30 s after
 // any other failure (the bucket unreachable, say), so that a process
 // whose takeover failed once does not write unreplicated until it exits.
 func (d *database) retryOwnership(why error) {
@@ -464,13 +476,15 @@ func (d *database) retryOwnership(why error) {
 				return
 			case <-time.After(delay):
 			}
+			if replicate.OwnedElsewhere(d.path) {
+				delay = owned
+				continue
+			}
 			err := d.start()
 			switch {
-			case err == nil && d.waitStarted(context.Background()) != nil:
+			case err == nil:
 				d.log.Info("took over the replication of this database")
 				return
-			case err == nil:
-				// Another start was under way and failed: look again.
 			case errors.Is(err, replicate.ErrOwned):
 				delay = owned
 			default:
@@ -733,13 +747,10 @@ func (d *database) shipBeforeClose() {
 	deadline := time.Now().Add(orDefault(d.cfg.opts.CloseTimeout, 10*time.Second))
 	for {
 		err := d.start()
-		if err == nil {
-			if d.waitStarted(context.Background()) != nil {
-				return // this process replicates it now: its watcher's shutdown ships
-			}
-			// Another start was under way (start returned at once) and
-			// failed: try again.
-		} else if !errors.Is(err, replicate.ErrOwned) {
+		switch {
+		case err == nil:
+			return // this process replicates it now: its watcher's shutdown ships
+		case !errors.Is(err, replicate.ErrOwned):
 			// A failure that may pass (the bucket unreachable for a
 			// moment): retried within CloseTimeout, like a busy owner.
 			if time.Now().After(deadline) {
@@ -748,15 +759,14 @@ func (d *database) shipBeforeClose() {
 			}
 			time.Sleep(100 * time.Millisecond)
 			continue
-		} else if !committed {
+		case !committed:
 			return // nothing of this process to wait for
-		} else {
-			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-			err = replicate.WaitDurable(ctx, d.path, salt, frame)
-			cancel()
-			if err == nil {
-				return
-			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		err = replicate.WaitDurable(ctx, d.path, salt, frame)
+		cancel()
+		if err == nil {
+			return
 		}
 		if time.Now().After(deadline) {
 			d.log.Error("the last commits of this process are not in the bucket yet; the replicating process, the next open or walsync watch ships them", "err", err)
