@@ -81,6 +81,7 @@ type DB struct {
 
 	uploadedSincePrune atomic.Bool
 	index              indexState // the bucket's state.json (index.go)
+	lastErrHolder                 // the last failure and durable time (status.go)
 
 	claimID string   // our lock.json, when we hold it
 	owner   *os.File // the spool's owner lock (flock), while open
@@ -198,7 +199,10 @@ func (d *DB) open(ctx context.Context) error {
 	d.atZero, d.pinnedAt = h.NBackfill == h.MaxFrame, h.MaxFrame
 	d.opened = true
 	if d.claimID == "" {
-		if err := d.claim(ctx); err != nil {
+		cctx, cancel := d.w.startCtx(ctx)
+		err := d.claim(cctx)
+		cancel()
+		if err != nil {
 			d.closeFiles()
 			d.opened = false
 			return err
@@ -250,7 +254,9 @@ func (d *DB) open(ctx context.Context) error {
 		}
 		st = nil
 	}
-	nextSeq, err := d.nextSeqFromBucket(ctx, st)
+	lctx, cancel := d.w.startCtx(ctx)
+	nextSeq, err := d.nextSeqFromBucket(lctx, st)
+	cancel()
 	if err != nil {
 		return err
 	}

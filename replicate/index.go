@@ -170,6 +170,10 @@ func (x *indexState) seedSegment(d *DB, key string, k walsync.Key) {
 // bucket: uploaded now, or found there with the same bytes (uploaded by a
 // run that crashed before its spool knew). It schedules an index write.
 func (w *Watcher) recordUpload(d *DB, key string, hdr walsync.ObjectHeader, snapshot bool, size int64, uploaded bool) {
+	d.noteError(nil)
+	if ns := hdr.Created.UnixNano(); ns > d.lastDurable.Load() {
+		d.lastDurable.Store(ns)
+	}
 	x := &d.index
 	x.mu.Lock()
 	x.load(d)

@@ -99,8 +99,16 @@ func (p *pinConn) end() error {
 }
 
 // journalMode returns the database's journal mode, lower case.
-func (p *pinConn) journalMode() (string, error) {
-	rows, err := p.conn.Query("PRAGMA journal_mode", nil)
+func (p *pinConn) journalMode() (string, error) { return p.pragmaJournalMode("") }
+
+// pragmaJournalMode runs PRAGMA journal_mode (=set, when not "") and
+// returns the mode the database is in after it, lower case.
+func (p *pinConn) pragmaJournalMode(set string) (string, error) {
+	q := "PRAGMA journal_mode"
+	if set != "" {
+		q += "=" + set
+	}
+	rows, err := p.conn.Query(q, nil)
 	if err != nil {
 		return "", sqliteErr(err)
 	}
@@ -111,6 +119,20 @@ func (p *pinConn) journalMode() (string, error) {
 	}
 	s, _ := dest[0].(string)
 	return strings.ToLower(s), nil
+}
+
+// SwitchToWAL puts the database at path in WAL mode, on a connection of
+// its own that waits for no lock (another connection using the database
+// in rollback mode makes it fail with "database is locked": try again
+// later), and returns the journal mode the database is in after it. The
+// WAL stays when that connection closes (PERSIST_WAL).
+func SwitchToWAL(path string) (string, error) {
+	p, err := openPin(path, 0)
+	if err != nil {
+		return "", err
+	}
+	defer p.close() //nolint:errcheck // a read-only close
+	return p.pragmaJournalMode("WAL")
 }
 
 func (p *pinConn) close() error {

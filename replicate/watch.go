@@ -98,6 +98,11 @@ type Watcher struct {
 	// application writing without a pause would otherwise grow its WAL
 	// without bound. Zero means 10,000 (about 40 MB at 4 KiB pages).
 	WALFrameLimit uint32
+	// StartTimeout bounds the storage requests a start makes before it
+	// follows a database (the bucket's check, the claim of the name, the
+	// listing for the next number); the snapshot that may follow is not
+	// bounded. Zero: only ctx bounds them.
+	StartTimeout time.Duration
 	// IndexInterval: a database's bucket index (<name>/state.json) is
 	// written at most this often, after uploads (see index.go). Zero
 	// means 10 s.
@@ -227,7 +232,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 	for _, d := range w.dbs {
 		w.upMu[d] = &sync.Mutex{}
 	}
-	if err := w.Storage.Prepare(ctx); err != nil {
+	pctx, cancel := w.startCtx(ctx)
+	err := w.Storage.Prepare(pctx)
+	cancel()
+	if err != nil {
 		return err
 	}
 	stopIndex := w.startIndex(ctx)
@@ -261,6 +269,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 
 	notify, err := w.startNotify()
+
 	poll := w.PollInterval
 	if poll <= 0 {
 		poll = time.Second
@@ -383,6 +392,14 @@ loop:
 		return fmt.Errorf("%d captured objects not yet uploaded (kept in the spool; the next start uploads them)", left)
 	}
 	return nil
+}
+
+// startCtx bounds a start's storage requests (StartTimeout).
+func (w *Watcher) startCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if w.StartTimeout > 0 {
+		return context.WithTimeout(ctx, w.StartTimeout)
+	}
+	return context.WithCancel(ctx)
 }
 
 // pruneAll applies retention to every database that uploaded something
@@ -530,6 +547,7 @@ func (w *Watcher) syncWorker(ctx context.Context) {
 			w.qmu.Unlock()
 			inBackground(func() {
 				if err := d.sync(ctx); err != nil && ctx.Err() == nil {
+					d.noteError(err)
 					d.log.Error("capture failed; retrying on the next change", "err", err)
 				}
 			})
@@ -586,6 +604,7 @@ func (w *Watcher) uploadWorker(ctx context.Context) {
 				d.fail(err)
 			} else if err != nil && ctx.Err() == nil {
 				w.metrics.uploadErrors.Add(1)
+				d.noteError(err)
 				d.log.Error("upload failed; retrying", "err", err)
 				go func() {
 					select {
@@ -602,6 +621,10 @@ func (w *Watcher) uploadWorker(ctx context.Context) {
 // errAnotherWriter: the bucket holds objects of this name written by
 // someone else. The database stops replicating (SPEC: one writer per name).
 var errAnotherWriter = errors.New("another writer")
+
+// IsAnotherWriter reports whether err says that another walsync
+// replicates the same name into the bucket.
+func IsAnotherWriter(err error) bool { return errors.Is(err, errAnotherWriter) }
 
 // uploadAll uploads d's spooled objects in order; the first failure stops
 // it (order matters: a segment never goes up before its snapshot).
@@ -789,6 +812,7 @@ func (d *DB) hookFailed(err error) {
 			d.log.Error("new generation failed", "err", err)
 		}
 	} else if err != nil {
+		d.noteError(err)
 		d.log.Error("capture failed; retrying on the next change", "err", err)
 	}
 }

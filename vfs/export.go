@@ -10,7 +10,6 @@ import "C"
 
 import (
 	"fmt"
-	"os"
 	"sync/atomic"
 )
 
@@ -20,22 +19,63 @@ var commitCalls atomic.Int64
 
 func recoverInto(what string) {
 	if r := recover(); r != nil {
-		fmt.Fprintf(os.Stderr, "walsync: internal error in %s: %v\n", what, r)
+		logFailure(defaultLogger(), sqliteInternal, fmt.Sprintf("internal error in %s", what), fmt.Errorf("%v", r))
 	}
 }
 
 //export walsyncGoOpen
-func walsyncGoOpen(zName *C.char, walMode C.int, quiet **C.longlong) (id C.longlong) {
+func walsyncGoOpen(zName *C.char, walMode, hasContent C.int, quiet **C.longlong, syncMode *C.int, needWAL **C.int) (id C.longlong) {
 	id = -1
 	defer recoverInto("open")
 	path := C.GoString(zName)
-	n, q, err := open(path, zName, walMode != 0)
+	d, err := open(path, zName, walMode != 0, hasContent != 0)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "walsync: cannot replicate %s: %v\n", path, err)
+		logFailure(openLogger(), sqliteCantOpen, "cannot open "+path+" through the walsync VFS", err)
 		return -1
 	}
-	*quiet = q
-	return C.longlong(n)
+	*quiet, *needWAL = d.quiet, d.needWAL
+	if d.cfg.sync {
+		*syncMode = 1
+	}
+	return C.longlong(d.id)
+}
+
+// walsyncGoWroteRollback: a write transaction ended on a database that
+// is not in WAL mode yet.
+//
+//export walsyncGoWroteRollback
+func walsyncGoWroteRollback(id C.longlong) {
+	defer recoverInto("switch to WAL")
+	wroteRollback(int64(id))
+}
+
+// walsyncGoPragma answers PRAGMA walsync_status and walsync_flush (name,
+// arg: the PRAGMA's value or NULL) with a text value in *out (malloc'd,
+// freed by the shim) and SQLITE_OK, or an error message and SQLITE_ERROR.
+// mxFrame and salt1 are the wal-index header as the connection sees it.
+//
+//export walsyncGoPragma
+func walsyncGoPragma(id C.longlong, name, arg *C.char, mxFrame, salt1 C.uint, out **C.char) (rc C.int) {
+	rc = sqliteError
+	defer recoverInto("pragma")
+	a := ""
+	if arg != nil {
+		a = C.GoString(arg)
+	}
+	text, code := pragma(int64(id), C.GoString(name), a, uint32(mxFrame), uint32(salt1))
+	*out = C.CString(text)
+	return C.int(code)
+}
+
+// walsyncGoSyncCommit waits until the commit that left the wal-index
+// header at mxFrame and salt1 is durable in the bucket (walsync_sync=1).
+// It returns SQLITE_OK, or the SQLite error code the COMMIT fails with.
+//
+//export walsyncGoSyncCommit
+func walsyncGoSyncCommit(id C.longlong, mxFrame, salt1 C.uint) (rc C.int) {
+	rc = sqliteIOErr
+	defer recoverInto("sync commit")
+	return C.int(syncCommit(int64(id), uint32(mxFrame), uint32(salt1)))
 }
 
 // walsyncGoCommit returns the frame limit below which the shim may skip

@@ -55,6 +55,9 @@ func writer(id string) int {
 				tx.Rollback()
 			}
 		}
+		if err != nil && writerOnError(out, i, err) {
+			return 1
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "writer:", err)
 			return 1

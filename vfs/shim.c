@@ -20,25 +20,39 @@
 **           after the wal-index header changed while it was held: a
 **           transaction committed (or a WAL recovery ran). Go is told
 **           (walsyncGoCommit) after the lock is released, so another
-**           writer is never held up; with walsync_sync=1 the call returns
-**           only once the commit is durable in the bucket. In async mode,
-**           while Go's quiet word says that its watcher would do nothing
-**           for a commit (its deferred sync is armed), the call is
-**           skipped, up to the frame limit Go gave (ws_may_skip).
+**           writer is never held up. In async mode, while Go's quiet
+**           word says that its watcher would do nothing for a commit
+**           (its deferred sync is armed), the call is skipped, up to the
+**           frame limit Go gave (ws_may_skip).
+**   phase two  with walsync_sync=1, SQLITE_FCNTL_COMMIT_PHASETWO, which
+**           the pager sends right after that release, waits until the
+**           commit is durable in the bucket (walsyncGoSyncCommit); when
+**           it cannot be within walsync_sync_timeout, its SQLITE_IOERR
+**           fails the COMMIT. The transaction stays committed locally
+**           (it is shipped when the bucket can be reached): the
+**           application is never told "durable" when it is not.
 **   close   the close of the last connection to it (walsyncGoClose) ships
 **           what is pending and stops its replication.
+**   rollback mode  a database not in WAL mode: after each write
+**           transaction (the unlock of the database file after RESERVED),
+**           Go switches it to WAL mode (walsyncGoWroteRollback).
 ** It also answers SQLITE_FCNTL_PERSIST_WAL with "keep": SQLite never
 ** deletes the WAL of a replicated database, whose frames may not all be
-** captured yet when its last connection closes.
-** and the release of the checkpoint lock (slot 1), after which a checkpoint
-** that waits for readers to leave the WAL may be waiting for walsync.
+** captured yet when its last connection closes; and the release of the
+** checkpoint lock (slot 1), after which a checkpoint that waits for
+** readers to leave the WAL may be waiting for walsync.
 **
+** PRAGMAs (SQLITE_FCNTL_PRAGMA): walsync_status and walsync_flush are
+** answered by Go (walsyncGoPragma); journal_mode with any value but WAL is
+** refused with a message (walsync replicates the WAL).
 ** PRAGMA locking_mode=EXCLUSIVE is refused: SQLite then keeps the wal-index
 ** in heap memory and takes no shared-memory locks, so there would be
 ** nothing to observe.
 */
+#include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -71,7 +85,20 @@ struct WsFile {
 	** last call's answer. */
 	long long *quiet;
 	unsigned int skipBelow, skipSalt;
+	/* walsync_sync=1: the commit this connection just made (the wal-index
+	** header after it), until SQLITE_FCNTL_COMMIT_PHASETWO waits for it
+	** to be durable in the bucket (wsFileControl). */
+	int syncMode, syncPending;
+	unsigned int syncMx, syncSalt;
+	/* A database not in WAL mode when opened: Go's word (shared by the
+	** connections of this process), 1 until walsync has put it in WAL
+	** mode. While it is, the end of each write transaction (the unlock
+	** of the database file after RESERVED or more) asks Go to switch. */
+	int *needWAL;
+	int heldWrite; /* this connection took RESERVED or more since its last unlock */
 };
+
+static void ws_header(WsFile *w, unsigned int *mxFrame, unsigned int *salt1);
 
 static sqlite3_vfs ws_vfs;
 static sqlite3_vfs *ws_base; /* the VFS walsync forwards to */
@@ -104,10 +131,23 @@ static int wsFileSize(sqlite3_file *f, sqlite3_int64 *pSize) {
 	return REAL(f)->pMethods->xFileSize(REAL(f), pSize);
 }
 static int wsLock(sqlite3_file *f, int lock) {
-	return REAL(f)->pMethods->xLock(REAL(f), lock);
+	WsFile *w = (WsFile *)f;
+	int rc = REAL(f)->pMethods->xLock(REAL(f), lock);
+	if (rc == SQLITE_OK && lock >= SQLITE_LOCK_RESERVED) w->heldWrite = 1;
+	return rc;
 }
 static int wsUnlock(sqlite3_file *f, int lock) {
-	return REAL(f)->pMethods->xUnlock(REAL(f), lock);
+	WsFile *w = (WsFile *)f;
+	int rc = REAL(f)->pMethods->xUnlock(REAL(f), lock);
+	if (lock == SQLITE_LOCK_NONE && w->heldWrite) {
+		w->heldWrite = 0;
+		/* A write transaction in rollback-journal mode ended (WAL-mode
+		** writers take no RESERVED lock on the database file): walsync
+		** puts the database in WAL mode now, with no lock of this
+		** connection held. */
+		if (w->id && w->needWAL && __atomic_load_n(w->needWAL, __ATOMIC_ACQUIRE)) walsyncGoWroteRollback(w->id);
+	}
+	return rc;
 }
 static int wsCheckReservedLock(sqlite3_file *f, int *pResOut) {
 	return REAL(f)->pMethods->xCheckReservedLock(REAL(f), pResOut);
@@ -140,8 +180,49 @@ static int wsFileControl(sqlite3_file *f, int op, void *pArg) {
 		*(int *)pArg = 1;
 		return SQLITE_OK;
 	}
+	if (op == SQLITE_FCNTL_COMMIT_PHASETWO && w->id) {
+		/* Sent by the pager after the commit, once the WAL write lock is
+		** released; its error fails the COMMIT (the transaction stays
+		** committed: src/pager.c, pager_end_transaction). With
+		** walsync_sync=1 the commit is acknowledged only once durable in
+		** the bucket: otherwise the application gets an error, never a
+		** success. */
+		int rc = REAL(f)->pMethods->xFileControl(REAL(f), op, pArg);
+		if (rc != SQLITE_OK && rc != SQLITE_NOTFOUND) return rc;
+		if (!w->syncPending) return rc;
+		w->syncPending = 0;
+		int src = walsyncGoSyncCommit(w->id, w->syncMx, w->syncSalt);
+		if (src != SQLITE_OK) {
+			/* SQLite records the VFS's errno with an I/O error
+			** (xGetLastError): say what happened, not a stale one. */
+			errno = ETIMEDOUT;
+			return src;
+		}
+		return rc;
+	}
 	if (op == SQLITE_FCNTL_PRAGMA && w->id && pArg) {
 		char **a = (char **)pArg;
+		if (a[1] && (sqlite3_stricmp(a[1], "walsync_status") == 0 || sqlite3_stricmp(a[1], "walsync_flush") == 0)) {
+			/* Answered by Go: one text value (a JSON object), or an error. */
+			unsigned int mx = 0, salt = 0, mx2 = 1, salt2 = 1;
+			for (int i = 0; i < 100 && (mx != mx2 || salt != salt2); i++) {
+				ws_header(w, &mx, &salt); /* no lock held: read until two reads agree */
+				ws_header(w, &mx2, &salt2);
+			}
+			char *out = 0;
+			int rc = walsyncGoPragma(w->id, (char *)a[1], (char *)a[2], mx, salt, &out);
+			if (out) {
+				a[0] = sqlite3_mprintf("%s", out);
+				free(out);
+			}
+			return rc;
+		}
+		if (a[1] && sqlite3_stricmp(a[1], "journal_mode") == 0 && a[2] && sqlite3_stricmp(a[2], "wal") != 0) {
+			a[0] = sqlite3_mprintf("walsync: PRAGMA journal_mode=%s is not supported by the walsync VFS: it replicates "
+			                       "the WAL, so a database opened through it stays in WAL mode (open it without "
+			                       "vfs=walsync to change its journal mode)", a[2]);
+			return SQLITE_ERROR;
+		}
 		if (a[1] && sqlite3_stricmp(a[1], "locking_mode") == 0 && ws_is_exclusive(a[2])) {
 			a[0] = sqlite3_mprintf("walsync: PRAGMA locking_mode=EXCLUSIVE is not supported by the walsync VFS "
 			                       "(SQLite then keeps the WAL index private and walsync cannot see commits)");
@@ -220,6 +301,11 @@ static int wsShmLock(sqlite3_file *f, int offset, int n, int flags) {
 				w->skipBelow = walsyncGoCommit(w->id, mx, salt);
 				w->skipSalt = salt;
 			}
+			if (w->syncMode) {
+				w->syncPending = 1;
+				w->syncMx = mx;
+				w->syncSalt = salt;
+			}
 		} else if (ckpt) {
 			walsyncGoCheckpoint(w->id);
 		}
@@ -244,6 +330,7 @@ static int wsShmLock(sqlite3_file *f, int offset, int n, int flags) {
 	int rc = r->pMethods->xShmLock(r, offset, n, flags);
 	if (rc == SQLITE_OK && offset <= WS_WAL_WRITE_LOCK && WS_WAL_WRITE_LOCK < offset + n) {
 		w->writeLocked = 1;
+		w->syncPending = 0; /* a new write transaction: any earlier one was answered */
 		ws_header(w, &w->mxFrame, &w->salt1);
 	}
 	return rc;
@@ -302,7 +389,9 @@ static int wsOpen(sqlite3_vfs *vfs, const char *zName, sqlite3_file *f, int flag
 	if (w->real->pMethods->xRead(w->real, hdr, sizeof hdr, 0) == SQLITE_OK) {
 		walMode = hdr[18] == 2 && hdr[19] == 2;
 	}
-	long long id = walsyncGoOpen((char *)zName, walMode, &w->quiet);
+	sqlite3_int64 size = 0;
+	if (w->real->pMethods->xFileSize(w->real, &size) != SQLITE_OK) size = 0;
+	long long id = walsyncGoOpen((char *)zName, walMode, size > 0, &w->quiet, &w->syncMode, &w->needWAL);
 	if (id < 0) {
 		/* Go printed why; the app sees SQLITE_CANTOPEN. */
 		w->real->pMethods->xClose(w->real);
@@ -378,6 +467,10 @@ int walsync_shim_register(void) {
 		ws_vfs.xNextSystemCall = wsNextSystemCall;
 	}
 	return sqlite3_vfs_register(&ws_vfs, 0);
+}
+
+void walsync_shim_log(int code, const char *msg) {
+	sqlite3_log(code, "%s", msg);
 }
 
 const char *walsync_shim_uri_parameter(const char *zName, const char *zParam) {

@@ -17,4 +17,8 @@ const char *walsync_shim_base_vfs(void);
 ** quiet word (see ws_may_skip in shim.c). */
 long long walsync_shim_now_ns(void);
 
+/* walsync_shim_log passes msg to sqlite3_log (the application's
+** SQLITE_CONFIG_LOG callback, if any) with an SQLite result code. */
+void walsync_shim_log(int code, const char *msg);
+
 #endif

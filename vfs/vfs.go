@@ -25,16 +25,30 @@
 //	walsync_endpoint  WALSYNC_ENDPOINT  S3 endpoint URL (else AWS_ENDPOINT_URL_S3)
 //	walsync_sync      WALSYNC_SYNC      1: a commit returns only once it is durable in the bucket
 //	walsync_name      WALSYNC_NAME      name in the bucket (default: file name without extension)
+//	walsync_sync_timeout  WALSYNC_SYNC_TIMEOUT  how long a sync commit waits (default 10s)
 //
 // Credentials and region are read as the AWS CLI reads them.
 //
 // Async (the default): a commit returns at once; its frames are shipped
 // within the sync interval (Options.SyncInterval, default 1 s). Sync
-// (walsync_sync=1): the commit returns once its frames are in the bucket,
-// or after Options.SyncTimeout with an error logged (the transaction is
-// committed locally either way: SQLite gives a VFS no way to fail a
-// commit after the fact). Closing the last connection to a database ships
-// what is pending, bounded by Options.CloseTimeout.
+// (walsync_sync=1): a commit is acknowledged only once its frames are
+// durable in the bucket. When that cannot be done within the sync timeout
+// (the bucket unreachable), the COMMIT fails with SQLITE_IOERR ("disk I/O
+// error": never a success), and the transaction stays committed in the
+// local database, as with PostgreSQL's synchronous_commit when the
+// standby does not answer: SQLite gives a VFS no way to undo a commit, and
+// the frames are in the WAL; walsync ships them when the bucket can be
+// reached, or, after a crash, the next open or `walsync watch` does.
+// PRAGMA walsync_flush (Flush) makes everything committed so far durable,
+// or fails; PRAGMA walsync_status (ReadStatus) tells where replication
+// stands. Closing the last connection to a database ships what is
+// pending, bounded by Options.CloseTimeout.
+//
+// A database that is not in WAL mode is put in WAL mode: at the open when
+// it has content, after its first write transaction when it is new (so
+// that the application's page size and encoding take effect). PRAGMA
+// journal_mode with another mode is refused. Warnings and errors go to
+// the logger (Options.Logger, else text on stderr) and to sqlite3_log.
 //
 // One process replicates a database: when another process (another
 // application using the VFS, or `walsync watch`) already does, this one
@@ -74,6 +88,10 @@ import (
 // Name is the VFS's name, as in ?vfs=walsync.
 const Name = "walsync"
 
+// DefaultSyncTimeout is how long a walsync_sync=1 commit waits to be
+// durable in the bucket before it fails.
+const DefaultSyncTimeout = 10 * time.Second
+
 // Options are defaults for databases opened through the VFS; URI
 // parameters win over them, and they win over the environment.
 type Options struct {
@@ -86,7 +104,10 @@ type Options struct {
 	// previous capture are shipped together (0 means 1 s; negative ships
 	// every commit at once).
 	SyncInterval time.Duration
-	// SyncTimeout bounds a commit's wait in sync mode (0 means 30 s).
+	// SyncTimeout bounds a commit's wait in sync mode (0 means
+	// DefaultSyncTimeout); a commit not durable by then fails with
+	// SQLITE_IOERR (it stays committed locally and is shipped when the
+	// bucket can be reached: see the package doc).
 	SyncTimeout time.Duration
 	// CloseTimeout bounds the shipping of what is pending when the last
 	// connection to a database closes (0 means 10 s).
@@ -107,7 +128,7 @@ var (
 
 func init() {
 	if err := register(); err != nil {
-		fmt.Fprintf(os.Stderr, "walsync: register VFS: %v\n", err)
+		logFailure(defaultLogger(), sqliteError, "cannot register the walsync VFS", err)
 	}
 }
 
@@ -141,6 +162,7 @@ func BaseVFS() string { return C.GoString(C.walsync_shim_base_vfs()) }
 type config struct {
 	bucket, endpoint, region, name string
 	sync                           bool
+	syncTimeout                    time.Duration
 	opts                           Options
 }
 
@@ -192,6 +214,16 @@ func resolve(path string, zName *C.char) (config, error) {
 	if c.sync, err = parseBool("walsync_sync", pick("walsync_sync", syncOpt, "WALSYNC_SYNC")); err != nil {
 		return c, err
 	}
+	c.syncTimeout = orDefault(o.SyncTimeout, DefaultSyncTimeout)
+	if v := uriParam(zName, "walsync_sync_timeout"); v != "" {
+		if c.syncTimeout, err = parseTimeout("walsync_sync_timeout", v); err != nil {
+			return c, err
+		}
+	} else if v := os.Getenv("WALSYNC_SYNC_TIMEOUT"); v != "" && o.SyncTimeout == 0 {
+		if c.syncTimeout, err = parseTimeout("WALSYNC_SYNC_TIMEOUT", v); err != nil {
+			return c, err
+		}
+	}
 	if c.bucket == "" {
 		return c, fmt.Errorf("no bucket for %s: add walsync_bucket=s3://bucket/prefix (or file:///dir) to the URI, or set WALSYNC_BUCKET", path)
 	}
@@ -204,20 +236,23 @@ func resolve(path string, zName *C.char) (config, error) {
 	return c, nil
 }
 
-func (c config) logger() *slog.Logger {
-	if c.opts.Logger != nil {
-		return c.opts.Logger
+func (c config) logger() *slog.Logger { return newLogger(c.opts.Logger) }
+
+// parseTimeout reads a Go duration ("10s", "500ms") or a bare number of
+// seconds; it must be above 0.
+func parseTimeout(what, v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(v, 64)
+		if ferr != nil {
+			return 0, fmt.Errorf("%s=%q: want a duration such as 10s or a number of seconds", what, v)
+		}
+		d = time.Duration(f * float64(time.Second))
 	}
-	level := slog.LevelWarn
-	switch strings.ToLower(os.Getenv("WALSYNC_LOG_LEVEL")) {
-	case "debug":
-		level = slog.LevelDebug
-	case "info":
-		level = slog.LevelInfo
-	case "error":
-		level = slog.LevelError
+	if d <= 0 {
+		return 0, fmt.Errorf("%s=%q: must be above 0", what, v)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("component", "walsync-vfs")
+	return d, nil
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -289,6 +324,10 @@ type database struct {
 	// skip: the shim may skip calls (WALSYNC_VFS_SKIP=0 turns it off,
 	// to measure what the calls cost).
 	skip bool
+	// needWAL is the shim's word (C memory) while the database is not in
+	// WAL mode: 1 until walsync switched it (wroteRollback).
+	needWAL   *C.int
+	walWarned atomic.Bool // the failure to switch to WAL mode was logged
 }
 
 var (
@@ -299,44 +338,131 @@ var (
 )
 
 // open is the first part of xOpen for a main database file. It returns the
-// database's handle, or an error that fails the open.
-func open(path string, zName *C.char, walMode bool) (int64, *C.longlong, error) {
+// database, or an error that fails the open. A database that has content
+// and is not in WAL mode is switched to WAL mode now (walsync replicates
+// the WAL); an empty one after its first write transaction
+// (wroteRollback), so that what the application sets before it (page
+// size, encoding, auto_vacuum) takes effect.
+func open(path string, zName *C.char, walMode, hasContent bool) (*database, error) {
 	dbMu.Lock()
 	defer dbMu.Unlock()
 	if d := byPath[path]; d != nil {
 		d.refs++
-		return d.id, d.quiet, nil
+		return d, nil
 	}
 	cfg, err := resolve(path, zName)
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	nextID++
-	d := &database{id: nextID, path: path, cfg: cfg, refs: 1, stop: make(chan struct{}), wal: walMode,
+	d := &database{id: nextID, path: path, cfg: cfg, refs: 1, stop: make(chan struct{}),
 		skip: os.Getenv("WALSYNC_VFS_SKIP") != "0"}
 	d.quiet = (*C.longlong)(C.calloc(1, C.size_t(unsafe.Sizeof(C.longlong(0)))))
+	d.needWAL = (*C.int)(C.calloc(1, C.size_t(unsafe.Sizeof(C.int(0)))))
 	d.baseLog = cfg.logger()
 	d.log = d.baseLog.With("db", cfg.name)
+	if !walMode && hasContent {
+		walMode = d.switchToWAL()
+	}
+	d.wal = walMode
 	if walMode {
 		// Start now, before the application can commit: the position
 		// is proven (or a generation started) before the open returns.
+		// A bucket that cannot be reached does not fail the open (one
+		// policy for new and existing databases): writes go on and
+		// replication starts when it can (retryOwnership).
 		if err := d.start(); err != nil && !errors.Is(err, replicate.ErrOwned) {
-			d.freeQuiet()
-			return 0, nil, err
+			if permanent(err) {
+				d.freeWords()
+				return nil, err
+			}
+			d.broken = true
+			d.retryOwnership(err)
+		}
+	} else {
+		atomic.StoreInt32((*int32)(unsafe.Pointer(d.needWAL)), 1)
+		// Nothing to start yet; a bucket that is wrong for good fails
+		// the open as for a WAL database.
+		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+		_, err := openStorage(ctx, cfg)
+		cancel()
+		if err != nil && permanent(err) {
+			d.freeWords()
+			return nil, err
 		}
 	}
-	// Otherwise the first commit in WAL mode starts it (commit).
 	byPath[path] = d
 	byID[d.id] = d
-	return d.id, d.quiet, nil
+	return d, nil
 }
 
-// freeQuiet frees the shim's word once no connection can read it.
-func (d *database) freeQuiet() {
+// permanent says whether a failure to start replicating will not go
+// away by waiting: a bucket that does not exist or refuses these
+// credentials, another walsync replicating the name. Those fail the open;
+// anything else (the bucket unreachable) does not.
+func permanent(err error) bool {
+	return errors.Is(err, walsync.ErrAccessDenied) || errors.Is(err, walsync.ErrBucketNotFound) ||
+		errors.Is(err, walsync.ErrInvalidName) || replicate.IsAnotherWriter(err)
+}
+
+// startTimeout bounds the storage requests of one attempt to start
+// replicating (reach the bucket, claim the name): an open, or a writer
+// that waits for a start, is held up no longer by a bucket that does not
+// answer.
+const startTimeout = 5 * time.Second
+
+// switchToWAL puts the database in WAL mode; it reports whether it is.
+// The first failure is logged at WARN (the database is not replicated
+// until it works), later ones at DEBUG; the switch at INFO.
+func (d *database) switchToWAL() bool {
+	mode, err := replicate.SwitchToWAL(d.path)
+	if err == nil && mode == "wal" {
+		d.log.Info("switched the database to WAL mode (walsync replicates the WAL)")
+		return true
+	}
+	if err == nil {
+		err = fmt.Errorf("journal_mode is still %s", mode)
+	}
+	if d.walWarned.CompareAndSwap(false, true) {
+		d.log.Warn("the database is not in WAL mode and could not be switched to it yet: its writes are "+
+			"not replicated until it is (walsync tries again after each write transaction)", "err", err, rcKey, sqliteWarning)
+	} else {
+		d.log.Debug("switch to WAL mode failed", "err", err)
+	}
+	return false
+}
+
+// wroteRollback is called when a write transaction ended on a database
+// that is not in WAL mode yet: it switches it (the shim calls it with no
+// lock of that connection held) and starts its replication, whose first
+// snapshot holds everything written so far.
+func wroteRollback(id int64) {
+	d := lookup(id)
+	if d == nil || atomic.LoadInt32((*int32)(unsafe.Pointer(d.needWAL))) == 0 {
+		return
+	}
+	if !d.switchToWAL() {
+		return
+	}
+	atomic.StoreInt32((*int32)(unsafe.Pointer(d.needWAL)), 0)
+	d.mu.Lock()
+	d.wal = true
+	d.mu.Unlock()
+	go func() {
+		if err := d.start(); err != nil && !errors.Is(err, replicate.ErrOwned) {
+			d.retryOwnership(err)
+		}
+	}()
+}
+
+// freeWords frees the shim's words once no connection can read them.
+func (d *database) freeWords() {
 	d.qmu.Lock()
 	defer d.qmu.Unlock()
 	C.free(unsafe.Pointer(d.quiet))
 	d.quiet = nil
+	C.free(unsafe.Pointer(d.needWAL))
+	d.needWAL = nil
 }
 
 // setQuiet is the watcher's OnQuiet: it publishes to the shim until when
@@ -387,8 +513,9 @@ func (d *database) start() error {
 }
 
 func (d *database) run() error {
-	ctx := context.Background()
+	ctx, cancelOpen := context.WithTimeout(context.Background(), startTimeout)
 	st, err := openStorage(ctx, d.cfg)
+	cancelOpen()
 	if err != nil {
 		return err
 	}
@@ -411,6 +538,7 @@ func (d *database) run() error {
 		SpoolNotify:      true, // its own commits come through Kick
 		KeepSpare:        true, // pin moves come from the committing thread
 		Batch:            true, // one segment per sync interval, not per hook capture
+		StartTimeout:     startTimeout,
 		OnReady:          func() { close(ready) },
 		OnQuiet:          d.setQuiet,
 	}
@@ -463,11 +591,14 @@ func (d *database) retryOwnership(why error) {
 	d.mu.Unlock()
 	const owned, most = 250 * time.Millisecond, 30 * time.Second
 	delay := owned
-	if errors.Is(why, replicate.ErrOwned) {
+	since := time.Now()
+	failing := !errors.Is(why, replicate.ErrOwned)
+	if !failing {
 		d.log.Info("another process replicates this database; it ships this process's commits too", "why", why)
 	} else {
 		delay = time.Second
-		d.log.Error("cannot replicate this database; writes go on unreplicated, retrying", "err", why, "in", delay)
+		d.log.Warn("cannot replicate this database now; writes go on, and what they commit is shipped "+
+			"once replication starts (retrying in the background)", "err", why)
 	}
 	go func() {
 		for {
@@ -482,14 +613,22 @@ func (d *database) retryOwnership(why error) {
 			}
 			err := d.start()
 			switch {
+			case err == nil && failing:
+				d.log.Info("replication started", "after", time.Since(since).Round(time.Second))
+				return
 			case err == nil:
 				d.log.Info("took over the replication of this database")
 				return
 			case errors.Is(err, replicate.ErrOwned):
 				delay = owned
 			default:
+				if !failing {
+					failing, since = true, time.Now()
+					d.log.Warn("cannot replicate this database now; retrying in the background", "err", err)
+				} else {
+					d.log.Debug("cannot replicate this database yet; retrying", "err", err, "in", delay)
+				}
 				delay = min(2*delay, most)
-				d.log.Error("cannot replicate this database; retrying", "err", err, "in", delay)
 			}
 		}
 	}()
@@ -573,9 +712,31 @@ func commit(id int64, mxFrame, salt1 uint32) (skipBelow uint32) {
 		}
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), orDefault(d.cfg.opts.SyncTimeout, 30*time.Second))
+	// walsync_sync=1: the shim waits for durability after the commit
+	// (syncCommit), where its answer can fail the COMMIT.
+	return 0
+}
+
+// syncCommit waits until the commit that left the wal-index header at
+// mxFrame (WAL salt-1 salt1) is durable in the bucket, within the sync
+// timeout. The shim calls it from SQLITE_FCNTL_COMMIT_PHASETWO, which the
+// pager sends once the transaction is committed and the WAL write lock
+// released; an error code from it fails the COMMIT. The transaction
+// stays committed in the local database either way (SQLite has no way to
+// undo it then): it is shipped when the bucket can be reached, by this
+// process, or after a crash by the next open or walsync watch
+// (docs/ARCHITECTURE.md, "Sync commits").
+func syncCommit(id int64, mxFrame, salt1 uint32) int {
+	d := lookup(id)
+	if d == nil {
+		return sqliteOK
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.syncTimeout)
 	defer cancel()
 	var err error
+	d.mu.Lock()
+	w := d.w
+	d.mu.Unlock()
 	if w == nil {
 		w = d.waitStarted(ctx)
 	}
@@ -586,10 +747,15 @@ func commit(id int64, mxFrame, salt1 uint32) (skipBelow uint32) {
 		// captured this commit and uploaded it.
 		err = replicate.WaitDurable(ctx, d.path, salt1, mxFrame)
 	}
-	if err != nil {
-		d.log.Error("walsync_sync=1: a commit returned before it was durable in the bucket", "err", err)
+	if err == nil {
+		return sqliteOK
 	}
-	return 0
+	if ctx.Err() != nil {
+		err = fmt.Errorf("not durable in %s within walsync_sync_timeout (%s): %w", d.cfg.bucket, d.cfg.syncTimeout, err)
+	}
+	d.log.Error("walsync_sync=1: the commit failed because it could not be made durable in the bucket; "+
+		"it is committed locally and will be shipped when the bucket can be reached", "err", err, rcKey, sqliteIOErr)
+	return sqliteIOErr
 }
 
 // waitStarted waits for the watcher of a database that is starting in
@@ -694,7 +860,7 @@ func closeConn(id int64) {
 	delete(byID, id)
 	delete(byPath, d.path)
 	dbMu.Unlock()
-	d.freeQuiet() // its last connection is closed: no shim reads it
+	d.freeWords() // its last connection is closed: no shim reads them
 	// The retry loops stop, and a start under way (a retry's, or a
 	// commit's) finishes first: only then is it known whether this
 	// process replicates the database. A start that failed just now

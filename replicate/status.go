@@ -1,0 +1,141 @@
+package replicate
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/walsync/walsync"
+)
+
+// Status is what a database's replication looks like now: for `PRAGMA
+// walsync_status` (the VFS) and, later, metrics.
+type Status struct {
+	Name string `json:"name"`
+	// Replicating: this process replicates the database now.
+	Replicating bool   `json:"replicating"`
+	Generation  string `json:"generation,omitempty"`
+	// The position captured up to: the WAL (salt-1) and its last frame
+	// captured.
+	WALSalt1 uint32 `json:"wal_salt1"`
+	WALFrame uint32 `json:"wal_frame"`
+	// LastDurable is the capture time of the newest object this process
+	// put in the bucket (zero when none yet).
+	LastDurable time.Time `json:"last_durable,omitzero"`
+	// Captured objects not yet in the bucket, and their stored bytes
+	// (the open segment included).
+	PendingObjects int   `json:"pending_objects"`
+	PendingBytes   int64 `json:"pending_bytes"`
+	// Lag is the age of the oldest captured commit not yet durable in the
+	// bucket; 0 when nothing captured is pending.
+	Lag time.Duration `json:"-"`
+	// LastError is the last failure of capture or upload, until one
+	// succeeds again.
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+}
+
+// failure is a DB's last capture or upload error.
+type failure struct {
+	msg string
+	at  time.Time
+}
+
+// noteError records err as the database's last error (nil clears it).
+func (d *DB) noteError(err error) {
+	if err == nil {
+		if d.lastErr.Load() != nil {
+			d.lastErr.Store(nil)
+		}
+		return
+	}
+	d.lastErr.Store(&failure{msg: err.Error(), at: d.now()})
+}
+
+// lastErrHolder is embedded in DB.
+type lastErrHolder struct {
+	lastErr     atomic.Pointer[failure]
+	lastDurable atomic.Int64 // unix ns: capture time of the newest uploaded object
+}
+
+// Status returns the database at path's status (as given to Add).
+func (w *Watcher) Status(path string) (Status, error) {
+	d := w.byFile[path]
+	if d == nil {
+		return Status{}, fmt.Errorf("database %s: not replicated by this watcher", path)
+	}
+	s := Status{Name: d.Name}
+	d.mu.Lock()
+	s.Replicating = d.opened && d.failed == nil && w.ready.Load()
+	if d.st != nil {
+		s.Generation = d.st.Generation
+		s.WALSalt1, s.WALFrame = d.st.Pos.Salt1, d.st.Pos.Frame
+	}
+	if d.failed != nil {
+		s.LastError = d.failed.Error()
+	}
+	d.mu.Unlock()
+	if ns := d.lastDurable.Load(); ns != 0 {
+		s.LastDurable = time.Unix(0, ns).UTC()
+	}
+	if f := d.lastErr.Load(); f != nil && s.LastError == "" {
+		s.LastError, s.LastErrorAt = f.msg, f.at.UTC()
+	}
+	p, err := SpoolPending(d.Path)
+	if err != nil {
+		return s, err
+	}
+	s.PendingObjects, s.PendingBytes = p.Objects, p.Bytes
+	if !p.Oldest.IsZero() {
+		s.Lag = max(d.now().Sub(p.Oldest), 0)
+	}
+	return s, nil
+}
+
+// Pending is what a database's spool holds that is not in the bucket yet.
+type Pending struct {
+	Objects int
+	Bytes   int64
+	// Oldest is the capture time of the oldest of them (zero: none).
+	Oldest time.Time
+}
+
+// SpoolPending reads the spool of the database at dbPath: what is
+// captured and not yet uploaded. Any process may call it (the spool's
+// owner or not): it only reads.
+func SpoolPending(dbPath string) (Pending, error) {
+	var p Pending
+	s := &spool{dir: spoolDir(dbPath)}
+	entries, err := s.entries()
+	if os.IsNotExist(err) || (err != nil && !dirExists(s.dir)) {
+		return p, nil
+	}
+	if err != nil {
+		return p, err
+	}
+	for _, e := range entries {
+		f, err := os.Open(e.path(s))
+		if err != nil {
+			continue // uploaded and removed meanwhile
+		}
+		fi, ferr := f.Stat()
+		hdr, herr := walsync.ReadObjectHeaderOnly(f)
+		f.Close()
+		if ferr != nil || (fi.Size() == 0 && e.Open) {
+			continue // an empty open file made ahead of its segment
+		}
+		p.Objects++
+		p.Bytes += fi.Size()
+		if herr == nil && (p.Oldest.IsZero() || hdr.Created.Before(p.Oldest)) {
+			p.Oldest = hdr.Created
+		}
+	}
+	return p, nil
+}
+
+func dirExists(dir string) bool {
+	fi, err := os.Stat(filepath.Clean(dir))
+	return err == nil && fi.IsDir()
+}

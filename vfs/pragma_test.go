@@ -1,0 +1,158 @@
+package vfs_test
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/walsync/walsync/internal/sqltest"
+	"github.com/walsync/walsync/vfs"
+)
+
+func journalMode(t *testing.T, src string) string {
+	t.Helper()
+	plain, err := sql.Open("sqlite3", "file:"+src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	var mode string
+	if err := plain.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil {
+		t.Fatal(err)
+	}
+	return mode
+}
+
+// A database in rollback-journal mode opened through the VFS is switched
+// to WAL mode at the open and replicated: never silently left out.
+func TestRollbackDatabaseSwitchedAtOpen(t *testing.T) {
+	b := fileBucket(t)
+	src := filepath.Join(t.TempDir(), "app.db")
+	plain, err := sql.Open("sqlite3", "file:"+src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec1(t, plain, "PRAGMA journal_mode=DELETE")
+	sqltest.Schema(t, plain)
+	insertBatches(t, plain, 0, 100, 10)
+	plain.Close()
+
+	db := openVFS(t, b, src)
+	db.SetMaxOpenConns(1)
+	var mode string
+	if err := db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Fatalf("journal mode after an open through the VFS: %q (%v), want wal", mode, err)
+	}
+	insertBatches(t, db, 10, 50, 10)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := checkpointedBytes(t, src)
+	got, n := restoreBytes(t, b, "app")
+	mustEqual(t, got, want)
+	if n != 150 {
+		t.Fatalf("restored rows: %d, want 150", n)
+	}
+}
+
+// A new database created through the VFS without PRAGMA journal_mode=WAL:
+// its first transaction runs in rollback mode with the application's page
+// size, then walsync switches it to WAL and replicates everything.
+func TestNewDatabaseSwitchedAfterFirstWrite(t *testing.T) {
+	b := fileBucket(t)
+	src := filepath.Join(t.TempDir(), "app.db")
+	db := openVFS(t, b, src)
+	db.SetMaxOpenConns(1)
+	exec1(t, db, "PRAGMA page_size=8192")
+	sqltest.Schema(t, db) // three transactions, the first in rollback mode
+	insertBatches(t, db, 0, 60, 10)
+	var mode string
+	var pageSize int
+	if err := db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Fatalf("journal mode after the first write: %q (%v), want wal", mode, err)
+	}
+	if err := db.QueryRow("PRAGMA page_size").Scan(&pageSize); err != nil || pageSize != 8192 {
+		t.Fatalf("page size: %d (%v), want the application's 8192", pageSize, err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := checkpointedBytes(t, src)
+	got, n := restoreBytes(t, b, "app")
+	mustEqual(t, got, want)
+	if n != 60 {
+		t.Fatalf("restored rows: %d, want 60", n)
+	}
+}
+
+// Leaving WAL mode through the VFS is refused with a message that says
+// why; the database stays in WAL mode and replicated.
+func TestJournalModeChangeRefused(t *testing.T) {
+	b := fileBucket(t)
+	src := filepath.Join(t.TempDir(), "app.db")
+	prepare(t, src)
+	db := openVFS(t, b, src)
+	db.SetMaxOpenConns(1)
+	for _, m := range []string{"DELETE", "truncate", "MEMORY", "off"} {
+		_, err := db.Exec("PRAGMA journal_mode=" + m)
+		if err == nil || !strings.Contains(err.Error(), "journal_mode="+m) || !strings.Contains(err.Error(), "stays in WAL mode") {
+			t.Fatalf("PRAGMA journal_mode=%s: got=%v, want a refusal naming it", m, err)
+		}
+	}
+	exec1(t, db, "PRAGMA journal_mode=WAL")
+	if mode := journalMode(t, src); mode != "wal" {
+		t.Fatalf("journal mode: %s, want wal", mode)
+	}
+}
+
+// PRAGMA walsync_status and walsync_flush (and vfs.ReadStatus, vfs.Flush):
+// after a flush, an async commit is in a restore and nothing is pending.
+func TestStatusAndFlush(t *testing.T) {
+	eachBucket(t, func(t *testing.T, b bucket) {
+		src := filepath.Join(t.TempDir(), "app.db")
+		prepare(t, src)
+		// A long sync interval: without the flush the commit would wait.
+		vfs.Register(vfs.Options{SyncInterval: time.Hour})
+		t.Cleanup(func() { vfs.Register(vfs.Options{}) })
+		db := openVFS(t, b, src)
+		db.SetMaxOpenConns(1)
+		ctx := context.Background()
+		insertBatches(t, db, 0, 10, 10)
+		ctxT, cancel := context.WithTimeout(ctx, 20*time.Second)
+		st, err := vfs.Flush(ctxT, db)
+		cancel()
+		if err != nil {
+			t.Fatalf("flush: %v", err)
+		}
+		if !st.Replicating || !st.WAL || st.PendingObjects != 0 || st.LagSeconds != 0 || st.LastDurable == nil || st.WALFrame == 0 {
+			t.Fatalf("status after a flush: %+v", st)
+		}
+		if _, n := restoreBytes(t, b, "app"); n != 10 {
+			t.Fatalf("restore after the flush: %d rows, want 10", n)
+		}
+		insertBatches(t, db, 1, 10, 10)
+		var text string
+		if err := db.QueryRow("PRAGMA walsync_status").Scan(&text); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(text, `"name":"app"`) || !strings.Contains(text, `"pending_objects"`) {
+			t.Fatalf("PRAGMA walsync_status: %s", text)
+		}
+		if err := db.QueryRow("PRAGMA walsync_flush='10s'").Scan(&text); err != nil {
+			t.Fatalf("PRAGMA walsync_flush: %v", err)
+		}
+		if _, n := restoreBytes(t, b, "app"); n != 20 {
+			t.Fatalf("restore after PRAGMA walsync_flush: %d rows, want 20", n)
+		}
+		st, err = vfs.ReadStatus(ctx, db)
+		if err != nil || st.Name != "app" {
+			t.Fatalf("ReadStatus: %+v, %v", st, err)
+		}
+		if _, err := db.Exec("PRAGMA walsync_flush='soon'"); err == nil || !strings.Contains(err.Error(), "walsync_flush") {
+			t.Fatalf("PRAGMA walsync_flush='soon': got=%v, want an error naming the value", err)
+		}
+	})
+}
