@@ -50,9 +50,14 @@ type shell struct {
 	lines chan string
 }
 
-func startShell(t *testing.T, env []string) *shell {
+// startShell starts the sqlite3 shell with args (default -bail: the
+// first error ends it).
+func startShell(t *testing.T, env []string, args ...string) *shell {
 	t.Helper()
-	s := &shell{cmd: exec.Command("sqlite3", "-bail"), done: make(chan struct{}), lines: make(chan string, 1000)}
+	if len(args) == 0 {
+		args = []string{"-bail"}
+	}
+	s := &shell{cmd: exec.Command("sqlite3", args...), done: make(chan struct{}), lines: make(chan string, 1000)}
 	s.cmd.Env = env
 	var err error
 	if s.in, err = s.cmd.StdinPipe(); err != nil {

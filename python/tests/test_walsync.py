@@ -580,3 +580,96 @@ def test_build_info_and_logging(tmp_path: Path, make_db: MakeDB, caplog: pytest.
         pass
     messages = [r.getMessage() for r in caplog.records if r.name == "walsync"]
     assert any(m.startswith("watching databases=1") for m in messages), messages
+
+
+def _needs_shared_sqlite() -> None:
+    if not walsync.build_info()["sqlite_shared"]:
+        pytest.skip("needs a walsync library sharing Python's SQLite")
+
+
+def test_register_switches_to_wal(tmp_path: Path) -> None:
+    """A database in rollback-journal mode opened through the VFS is put in
+    WAL mode and replicated; leaving WAL mode is refused with a message."""
+    _needs_shared_sqlite()
+    root = tmp_path / "backups"
+    ws = WalSync(f"file://{root}")
+    walsync.register(f"file://{root}")
+    src = tmp_path / "app.db"
+    plain = sqlite3.connect(src)
+    plain.execute("PRAGMA journal_mode=DELETE")
+    plain.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    plain.execute("INSERT INTO t(v) VALUES ('before')")
+    plain.commit()
+    plain.close()
+    con = sqlite3.connect(f"file:{src}?vfs=walsync", uri=True, isolation_level=None)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.execute("INSERT INTO t(v) VALUES ('after')")
+    with pytest.raises(sqlite3.OperationalError, match="journal_mode=DELETE"):
+        con.execute("PRAGMA journal_mode=DELETE")
+    con.close()
+    want = _checkpointed_sha(src)
+    out = tmp_path / "restored.db"
+    ws.restore("app", str(out))
+    assert sha(out) == want
+
+
+def test_vfs_status_and_flush(tmp_path: Path) -> None:
+    """flush() makes an async commit durable at once; vfs_status() says so."""
+    _needs_shared_sqlite()
+    root = tmp_path / "backups"
+    ws = WalSync(f"file://{root}")
+    walsync.register(f"file://{root}", sync_interval=3600)
+    try:
+        src = tmp_path / "app.db"
+        con = sqlite3.connect(f"file:{src}?vfs=walsync", uri=True, isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        con.execute("INSERT INTO t(v) VALUES ('x')")
+        st = walsync.flush(con, timeout=20)
+        assert st["replicating"] and st["wal"] and st["pending_objects"] == 0 and st["lag_seconds"] == 0
+        out = tmp_path / "r.db"
+        ws.restore("app", str(out))
+        assert len(rows(out)) == 1
+        st = walsync.vfs_status(con)
+        assert st["name"] == "app" and st["last_durable"]
+        con.close()
+        plain = sqlite3.connect(tmp_path / "plain.db")
+        with pytest.raises(WalSyncError, match="not open through the walsync VFS"):
+            walsync.vfs_status(plain)
+        plain.close()
+    finally:
+        walsync.register()
+
+
+def test_sync_commit_fails_when_bucket_unreachable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """walsync_sync=1 with a bucket nobody answers for: the database opens,
+    the commit raises (never succeeds), the row is committed locally."""
+    _needs_shared_sqlite()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "walsync-test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "walsync-test-secret")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    walsync.register(close_timeout=1)
+    try:
+        src = tmp_path / "app.db"
+        plain = sqlite3.connect(src)
+        plain.execute("PRAGMA journal_mode=WAL")
+        plain.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        plain.close()
+        con = sqlite3.connect(
+            f"file:{src}?vfs=walsync&walsync_bucket=s3://nowhere/p&walsync_endpoint=http://127.0.0.1:{port}"
+            "&walsync_sync=1&walsync_sync_timeout=1",
+            uri=True, isolation_level=None)
+        with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+            con.execute("INSERT INTO t(v) VALUES ('not durable')")
+        assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 1  # committed locally
+        st = walsync.vfs_status(con)
+        assert not st["replicating"] and st["last_error"]
+        con.close()
+    finally:
+        walsync.register()

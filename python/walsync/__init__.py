@@ -25,7 +25,18 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from . import _native
-from ._client import Database, RestoreResult, SeparateSQLiteWarning, Snapshot, WalSync, Watch, WatchStats, register
+from ._client import (
+    Database,
+    RestoreResult,
+    SeparateSQLiteWarning,
+    Snapshot,
+    WalSync,
+    Watch,
+    WatchStats,
+    flush,
+    register,
+    vfs_status,
+)
 from ._errors import (
     ChecksumMismatch,
     ConfigError,
@@ -52,6 +63,8 @@ __all__ = [
     "OutputExists",
     "ConfigError",
     "register",
+    "flush",
+    "vfs_status",
     "build_info",
     "__version__",
 ]

@@ -549,14 +549,20 @@ def register(
     Afterwards ``sqlite3.connect("file:app.db?vfs=walsync", uri=True)``
     replicates ``app.db`` while connections to it are open, into the bucket
     given here (or the URI's ``walsync_bucket``, or ``WALSYNC_BUCKET``); the
-    URI may also carry ``walsync_endpoint``, ``walsync_sync=1`` and
-    ``walsync_name``. The database must be in WAL mode
-    (``PRAGMA journal_mode=WAL``); it replicates from its first commit in
-    WAL mode on. ``sync=True`` makes every commit wait until it is durable
-    in the bucket (at most ``sync_timeout`` seconds, default 30);
-    otherwise commits within ``sync_interval`` seconds (default 1) ship
-    together. Closing the last connection ships what is pending (at most
-    ``close_timeout`` seconds, default 10).
+    URI may also carry ``walsync_endpoint``, ``walsync_sync=1``,
+    ``walsync_sync_timeout`` and ``walsync_name``. walsync replicates the
+    WAL: a database not in WAL mode is switched to it (at the open, or
+    after the first write of a new database), and ``PRAGMA journal_mode``
+    with another mode is refused. ``sync=True`` makes every commit wait
+    until it is durable in the bucket, at most ``sync_timeout`` seconds
+    (default 10): a commit that cannot be made durable in time raises
+    ``sqlite3.OperationalError`` ("disk I/O error"), and stays committed
+    locally, to be shipped when the bucket can be reached. Otherwise
+    commits within ``sync_interval`` seconds (default 1) ship together;
+    :func:`flush` makes what is committed so far durable, and
+    :func:`vfs_status` tells where replication stands. Closing the last
+    connection ships what is pending (at most ``close_timeout`` seconds,
+    default 10).
 
     The VFS is registered straight into the SQLite library that Python's
     ``sqlite3`` module uses, so ``enable_load_extension`` is not needed.
@@ -590,3 +596,39 @@ def register(
         if value is not None:
             opts[key] = _seconds(value, key)
     _native.call("walsync_vfs_register", json.dumps(cfg).encode("utf-8"), json.dumps(opts).encode("utf-8"))
+
+
+def vfs_status(con: Any) -> Dict[str, Any]:
+    """The replication status of the main database of ``con``, a
+    ``sqlite3.Connection`` opened through the walsync VFS (``PRAGMA
+    walsync_status``): a dict with ``name``, ``replicating``, ``wal``,
+    ``generation``, ``wal_salt1``, ``wal_frame``, ``last_durable``,
+    ``lag_seconds``, ``pending_objects``, ``pending_bytes`` and
+    ``last_error``."""
+    return _pragma_status(con, "PRAGMA walsync_status")
+
+
+def flush(con: Any, timeout: Optional[float] = None) -> Dict[str, Any]:
+    """Wait until everything committed so far to the main database of
+    ``con`` (opened through the walsync VFS) is durable in the bucket
+    (``PRAGMA walsync_flush``), at most ``timeout`` seconds (default: the
+    database's sync timeout). Raises ``WalSyncError`` when it cannot be;
+    returns the status after it (:func:`vfs_status`)."""
+    q = "PRAGMA walsync_flush"
+    secs = _seconds(timeout, "timeout", allow_none=True)
+    if secs is not None:
+        q += "='%dms'" % max(1, int(secs * 1000))
+    return _pragma_status(con, q)
+
+
+def _pragma_status(con: Any, q: str) -> Dict[str, Any]:
+    import sqlite3
+
+    try:
+        row = con.execute(q).fetchone()
+    except sqlite3.Error as e:
+        raise WalSyncError(str(e)) from e
+    if row is None:
+        raise WalSyncError("walsync: the database is not open through the walsync VFS")
+    out: Dict[str, Any] = json.loads(row[0])
+    return out
