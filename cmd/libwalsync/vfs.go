@@ -11,7 +11,7 @@ import (
 type vfsOptions struct {
 	Sync         bool     `json:"sync"`
 	SyncInterval *float64 `json:"sync_interval"` // seconds; null: 1
-	SyncTimeout  *float64 `json:"sync_timeout"`  // seconds; null: 30
+	SyncTimeout  *float64 `json:"sync_timeout"`  // seconds; null: 10 (vfs.DefaultSyncTimeout)
 	CloseTimeout *float64 `json:"close_timeout"` // seconds; null: 10
 }
 
