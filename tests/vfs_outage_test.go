@@ -59,7 +59,9 @@ func TestVFSShellSyncOutage(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "app.db")
 	createDB(t, src, 4096, "wal", 50)
 	sh := startShell(t, tg.cli.env, "-batch")
-	sh.send(t, ".load "+strings.TrimSuffix(lib, ".so"),
+	// .log stdout: what SQLite (and walsync) pass to sqlite3_log, as
+	// "(CODE) MESSAGE" lines.
+	sh.send(t, ".log stdout", ".load "+strings.TrimSuffix(lib, ".so"),
 		".open '"+tg.vfsURI(src)+"&walsync_sync=1&walsync_sync_timeout=2s'",
 		"BEGIN; INSERT INTO t (batch, v) VALUES (1, 'ok'); UPDATE counter SET n = n + 1; COMMIT;",
 		"SELECT 'one';")
@@ -68,6 +70,10 @@ func TestVFSShellSyncOutage(t *testing.T) {
 	start := time.Now()
 	sh.send(t, "BEGIN; INSERT INTO t (batch, v) VALUES (2, 'cut'); UPDATE counter SET n = n + 1; COMMIT;",
 		"SELECT 'after=' || count(*) FROM t WHERE batch = 2;")
+	logged := sh.expectPrefix(t, "(10) walsync: walsync_sync=1 commit failed")
+	if !strings.Contains(logged, "not durable in the bucket") {
+		t.Fatalf("sqlite3_log line: %s; want the reason", logged)
+	}
 	sh.expect(t, "after=1") // committed locally, as documented
 	t.Logf("the failed commit returned after %v", time.Since(start).Round(time.Millisecond))
 	for wait := time.Now(); !strings.Contains(sh.stderr(), "disk I/O error"); time.Sleep(20 * time.Millisecond) {

@@ -116,12 +116,23 @@ func (s *shell) send(t *testing.T, lines ...string) {
 // expect waits for the shell to print want (a SELECT's output).
 func (s *shell) expect(t *testing.T, want string) {
 	t.Helper()
+	s.expectLine(t, want, func(l string) bool { return l == want })
+}
+
+// expectPrefix waits for a line that starts with prefix and returns it.
+func (s *shell) expectPrefix(t *testing.T, prefix string) string {
+	t.Helper()
+	return s.expectLine(t, prefix+"...", func(l string) bool { return strings.HasPrefix(l, prefix) })
+}
+
+func (s *shell) expectLine(t *testing.T, want string, match func(string) bool) string {
+	t.Helper()
 	timeout := time.After(60 * time.Second)
 	for {
 		select {
 		case l := <-s.lines:
-			if l == want {
-				return
+			if match(l) {
+				return l
 			}
 		case <-s.done:
 			t.Fatalf("sqlite3 shell exited before printing %q; stderr: %s", want, s.stderr())

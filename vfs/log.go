@@ -55,8 +55,8 @@ func (h *sqliteLogHandler) Handle(ctx context.Context, r slog.Record) error {
 		b.WriteString(r.Message)
 		add := func(a slog.Attr) bool {
 			if a.Key == rcKey {
-				if v, ok := a.Value.Any().(int); ok {
-					code = v
+				if a.Value.Kind() == slog.KindInt64 {
+					code = int(a.Value.Int64())
 				}
 				return true
 			}
@@ -83,7 +83,8 @@ func (h *sqliteLogHandler) WithGroup(name string) slog.Handler {
 	return &sqliteLogHandler{next: h.next.WithGroup(name), attrs: h.attrs}
 }
 
-// sqliteLog calls sqlite3_log(code, "%s", msg).
+// sqliteLog calls sqlite3_log(code, "%s", msg). SQLite cuts what it
+// passes to the callback at about 200 bytes: the message comes first.
 func sqliteLog(code int, msg string) {
 	cs := C.CString(msg)
 	defer C.free(unsafe.Pointer(cs))

@@ -33,12 +33,6 @@ func proxiedBucket(t *testing.T) (bucket, *faultproxy.Proxy) {
 	return bucket{url: "s3://" + testenv.NewBucket(t, env) + "/vfs", endpoint: p.URL()}, p
 }
 
-// direct is b reached without the proxy (to restore while it refuses).
-func direct(b bucket) bucket {
-	b.endpoint = os.Getenv(testenv.EnvEndpoint)
-	return b
-}
-
 // commitBatch inserts 5 rows of batch into t in one transaction and
 // returns the COMMIT's error.
 func commitBatch(db *sql.DB, batch int) error {

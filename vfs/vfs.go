@@ -753,8 +753,8 @@ func syncCommit(id int64, mxFrame, salt1 uint32) int {
 	if ctx.Err() != nil {
 		err = fmt.Errorf("not durable in %s within walsync_sync_timeout (%s): %w", d.cfg.bucket, d.cfg.syncTimeout, err)
 	}
-	d.log.Error("walsync_sync=1: the commit failed because it could not be made durable in the bucket; "+
-		"it is committed locally and will be shipped when the bucket can be reached", "err", err, rcKey, sqliteIOErr)
+	d.log.Error("walsync_sync=1 commit failed: not durable in the bucket in time (it stays committed "+
+		"locally and is shipped when the bucket can be reached)", "err", err, rcKey, sqliteIOErr)
 	return sqliteIOErr
 }
 
