@@ -40,8 +40,35 @@ var ErrInvalidName = errors.New("walsync: invalid database name")
 // ValidateName checks that name can be used as a key prefix without leaving
 // the bucket prefix or an output directory: non-empty '/'-separated
 // elements, none of them "." or "..", no leading or trailing '/', no
-// backslash and no control characters.
+// backslash and no control characters. And no name's objects can be
+// another name's: every key of a name N is N/<word> or N/<word>/<file>,
+// with <word> one of walsync's own (snapshots, wal, state.json,
+// lock.json), so a name M with such a word after its first element (M =
+// N/wal/x, N/state.json) could share keys, or key prefixes, with N's; it
+// is refused. docs/FORMAT.md, "Names".
 func ValidateName(name string) error {
+	if err := validateName(name); err != nil {
+		return err
+	}
+	elems := strings.Split(name, "/")
+	for i, elem := range elems[1:] {
+		if reservedElem(elem) {
+			owner := strings.Join(elems[:i+1], "/")
+			return fmt.Errorf("%w %q: %q after %q is one of walsync's own key names (%s, %s, %s, %s): "+
+				"its objects would share keys with those of the name %q; choose another name (--name)",
+				ErrInvalidName, name, elem, owner, SnapshotDir, SegmentDir, StateFile, LockFile, owner)
+		}
+	}
+	return nil
+}
+
+// reservedElem says whether a name element is a word of the layout.
+func reservedElem(e string) bool {
+	return e == SnapshotDir || e == SegmentDir || e == StateFile || e == LockFile
+}
+
+// validateName is ValidateName without the reserved words.
+func validateName(name string) error {
 	if name == "" {
 		return fmt.Errorf("%w: empty", ErrInvalidName)
 	}

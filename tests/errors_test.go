@@ -230,3 +230,27 @@ func assertAbsent(t *testing.T, path string) {
 		t.Fatalf("%s exists, want nothing written", path)
 	}
 }
+
+// A name whose objects would share keys with another name's is refused
+// with a message that says so, on both backends, by every command that
+// writes; names that only look alike are fine.
+func TestReservedNameElements(t *testing.T) {
+	eachTarget(t, func(t *testing.T, tg target) {
+		dir := t.TempDir()
+		src := filepath.Join(dir, "app.db")
+		createDB(t, src, 4096, "wal", 10)
+		for _, name := range []string{"c/app/state.json", "c/app/lock.json", "c/app/wal", "c/app/snapshots/x"} {
+			tg.cli.fails(t, tg.args("snapshot", src, "--name", name), name, "choose another name")
+			tg.cli.fails(t, tg.args("watch", src, "--name", name), name, "choose another name")
+		}
+		tg.cli.ok(t, tg.args("snapshot", src, "--name", "c/app")...)
+		tg.cli.ok(t, tg.args("snapshot", src, "--name", "c/app/state.json.x")...)
+		out := tg.cli.ok(t, tg.args("list", "--json")...)
+		for _, want := range []string{`"c/app"`, `"c/app/state.json.x"`} {
+			if !strings.Contains(out.stdout, want) {
+				t.Fatalf("list --json does not show %s: %s", want, out.stdout)
+			}
+		}
+		tg.cli.ok(t, tg.args("verify")...)
+	})
+}
