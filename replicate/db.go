@@ -105,6 +105,19 @@ type DB struct {
 
 	brakeAfter time.Time // no brake before (after one that could not checkpoint everything)
 
+	// A generation that could not start (newGeneration): why one is due,
+	// when to try again, the backoff, and when it was last logged.
+	genPending string
+	genRetryAt time.Time
+	genBackoff time.Duration
+	genLogged  time.Time
+	// The database file was replaced or removed (follow): when to look
+	// again, the backoff, when a failure was last logged, and why.
+	followAt      time.Time
+	followBackoff time.Duration
+	followLogged  time.Time
+	lost          string
+
 	seg *openSegment // the segment being appended to (segment.go), or nil
 	// nextOpen is the number of an empty open file made ahead of its
 	// segment (prepareOpen), 0 for none; nextOpenDurable: its directory
@@ -441,7 +454,47 @@ func (d *DB) readIndex() (walIndexHeader, error) {
 
 // newGeneration starts a generation: a snapshot at a pinned commit, then
 // segments continue from it. Called with d.mu held.
+//
+// A generation that could not start (its snapshot failed: a file being
+// replaced, a full disk) leaves genPending set: nothing is captured until
+// one does (captureUntil), since the position is the old generation's.
+// Attempts back off from 250 ms to 30 s, and the failure is logged once a
+// minute, not once per change: a database that cannot be snapshotted must
+// not spin (it made 500 generations a second, and 16 MB of log a minute).
+// While backing off it returns nil; Durable asks genPending itself.
 func (d *DB) newGeneration(ctx context.Context, reason string) error {
+	if wait := d.genRetryAt.Sub(d.now()); wait > 0 {
+		d.genPending = reason
+		d.w.syncAfter(d, wait)
+		return nil
+	}
+	err := d.startGeneration(ctx, reason)
+	if err == nil {
+		if d.genPending != "" && d.genBackoff > 0 {
+			d.log.Info("a new generation started after earlier attempts failed")
+		}
+		d.genPending, d.genBackoff, d.genRetryAt = "", 0, time.Time{}
+		return nil
+	}
+	if ctx.Err() != nil || d.w.stopping.Load() {
+		d.genPending = reason
+		return err
+	}
+	d.genPending = reason
+	d.genBackoff = min(max(2*d.genBackoff, 250*time.Millisecond), 30*time.Second)
+	d.genRetryAt = d.now().Add(d.genBackoff)
+	d.w.syncAfter(d, d.genBackoff)
+	d.noteError(err)
+	if d.now().Sub(d.genLogged) >= time.Minute {
+		d.genLogged = d.now()
+		d.log.Error("could not start a new generation; nothing is captured until one starts (retrying, this is logged once a minute)",
+			"reason", reason, "err", err, "retry_in", d.genBackoff)
+	}
+	return nil
+}
+
+// startGeneration is one attempt of newGeneration.
+func (d *DB) startGeneration(ctx context.Context, reason string) error {
 	var gen walsync.Generation
 	if _, err := rand.Read(gen[:]); err != nil {
 		return err
@@ -465,6 +518,11 @@ func (d *DB) newGeneration(ctx context.Context, reason string) error {
 // snapshot sits exactly at the end of the segments before it. Called with
 // d.mu held.
 func (d *DB) snapshot(ctx context.Context, captureFirst bool) error {
+	if h := d.w.testHookSnapshot; h != nil {
+		if err := h(); err != nil {
+			return err
+		}
+	}
 	d.w.snapshotSem <- struct{}{}
 	defer func() { <-d.w.snapshotSem }()
 	start := d.now()
@@ -554,18 +612,22 @@ const soonestRecheck = 5 * time.Millisecond
 func (d *DB) sync(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.opened || d.failed != nil {
+	if d.failed != nil {
 		return d.failed
 	}
-	if replaced, err := d.replaced(); err != nil {
-		return err
-	} else if replaced {
-		d.closeFiles()
-		d.opened = false
-		d.mu.Unlock()
-		err := d.open(ctx)
-		d.mu.Lock()
-		return err
+	if !d.opened {
+		if d.lost == "" || d.w.stopping.Load() {
+			return nil
+		}
+		return d.follow(ctx)
+	}
+	if replaced, err := d.replaced(); err != nil || replaced {
+		why := "the database file was replaced"
+		if err != nil {
+			why = "the database file is gone (" + err.Error() + ")"
+		}
+		d.letGo(why)
+		return d.follow(ctx)
 	}
 	h, err := d.readIndex()
 	if err != nil {
@@ -866,6 +928,11 @@ func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 	if d.w.testHookCapture != nil {
 		d.w.testHookCapture()
 	}
+	if d.genPending != "" {
+		// The position belongs to a generation that has ended: nothing is
+		// captured before the next one starts.
+		return 0, fmt.Errorf("%w: %s", errDiscontinuity, d.genPending)
+	}
 	// A watcher that stops batches nothing: the final sync's pin move
 	// captures what another process committed since its first capture,
 	// and an open segment would stay in the spool at exit.
@@ -993,6 +1060,72 @@ func (d *DB) fail(err error) {
 		d.closeFiles()
 		d.opened = false
 	}
+}
+
+// letGo stops following a database file that was replaced or removed:
+// what it committed before is captured (its files are still open); then
+// its WAL is checkpointed into it and truncated, as the application's own
+// last close would have done had walsync's read transaction not kept it
+// from it: a WAL of the old file left at the path would be applied to the
+// new file by SQLite's recovery ("database disk image is malformed" in
+// the application). The WAL is truncated through the old file's
+// descriptor, never by path: a new -wal at the path is the
+// application's. Called with d.mu held.
+func (d *DB) letGo(why string) {
+	if d.genPending == "" {
+		if _, err := d.captureUntil(true, nil); err != nil {
+			d.log.Debug("last capture of the replaced file", "err", err)
+		}
+	}
+	// The old file's WAL: copied into the old file and truncated, through
+	// the pin's own descriptors (SQLite skips the checkpoint on close for a
+	// file that was moved or unlinked). No wait: if the application still
+	// has the old file open, the WAL is its business.
+	if p := d.pins[d.cur]; p != nil {
+		p.end()                         //nolint:errcheck // the checkpoint needs no reader
+		p.exec("PRAGMA busy_timeout=0") //nolint:errcheck
+		if err := p.exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+			d.log.Debug("checkpoint of the replaced file's WAL", "err", err)
+		}
+	}
+	d.closeFiles()
+	d.opened = false
+	d.lost = why
+	d.followBackoff, d.followAt = 0, time.Time{}
+	d.genPending, d.genRetryAt, d.genBackoff = "", time.Time{}, 0
+	d.log.Warn(why + "; following the new file once it is a SQLite database in WAL mode (a new generation)")
+}
+
+// follow opens the database at its path again after letGo: a new file
+// starts a new generation. A file that is not (yet) a SQLite database in
+// WAL mode, or none at all, is looked at again, at most four times a
+// second, backing off to every 2 s; the failure is logged once a minute.
+// Called with d.mu held.
+func (d *DB) follow(ctx context.Context) error {
+	if wait := d.followAt.Sub(d.now()); wait > 0 {
+		return nil // a timer is armed for then
+	}
+	d.mu.Unlock()
+	err := d.open(ctx)
+	d.mu.Lock()
+	if err == nil {
+		d.log.Info("following the database file again", "was", d.lost)
+		d.lost, d.followBackoff, d.followAt = "", 0, time.Time{}
+		return nil
+	}
+	if d.opened {
+		d.closeFiles()
+		d.opened = false
+	}
+	d.noteError(err)
+	d.followBackoff = min(max(2*d.followBackoff, 250*time.Millisecond), 2*time.Second)
+	d.followAt = d.now().Add(d.followBackoff)
+	d.w.syncAfter(d, d.followBackoff)
+	if d.now().Sub(d.followLogged) >= time.Minute {
+		d.followLogged = d.now()
+		d.log.Warn("cannot follow the database file yet; looking again (logged once a minute)", "err", err)
+	}
+	return nil
 }
 
 // replaced reports whether the path now names another file.

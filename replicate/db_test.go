@@ -2,9 +2,11 @@ package replicate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -315,6 +317,70 @@ func TestSyncGivesWayToWaitingHook(t *testing.T) {
 	}
 	if got := d.st.Pos.Frame; got != h.MaxFrame {
 		t.Fatalf("the next sync captured up to frame %d, want %d", got, h.MaxFrame)
+	}
+	uploadAndCompare(t, w, d, src)
+}
+
+// A generation that cannot start (its snapshot fails) does not spin: the
+// attempts back off, nothing is captured into the ended generation
+// meanwhile, Durable says so, and the next attempt after the failure
+// passes starts it.
+func TestFailedGenerationBacksOff(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	app := openApp(t, src)
+	mustExec(t, app, "PRAGMA journal_mode=wal")
+	mustExec(t, app, "CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)")
+	st, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &Watcher{Storage: st}
+	ctx := context.Background()
+	d := newTestDB(t, w, src)
+	var attempts int
+	failing := true
+	w.testHookSnapshot = func() error {
+		attempts++
+		if failing {
+			return fmt.Errorf("no space left on device (test)")
+		}
+		return nil
+	}
+	start := time.Now()
+	for time.Since(start) < time.Second {
+		d.mu.Lock()
+		if err := d.newGeneration(ctx, "test"); err != nil {
+			t.Fatalf("newGeneration returned %v; want nil (logged, retried)", err)
+		}
+		d.mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+	}
+	if attempts > 3 {
+		t.Fatalf("%d snapshot attempts in 1 s: want the backoff (250 ms, 500 ms: at most 3)", attempts)
+	}
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+	d.mu.Lock()
+	n, err := d.captureFrames(true)
+	d.mu.Unlock()
+	if n != 0 || !errors.Is(err, errDiscontinuity) {
+		t.Fatalf("capture while no generation could start: %d frames, %v; want none and a discontinuity", n, err)
+	}
+	w.ready.Store(true)
+	w.byFile[src] = d
+	if err := w.Durable(ctx, src); err == nil || !strings.Contains(err.Error(), "no generation") {
+		t.Fatalf("Durable while no generation could start: %v; want an error", err)
+	}
+	failing = false
+	time.Sleep(d.genRetryAt.Sub(time.Now()) + 10*time.Millisecond)
+	if err := d.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	pending := d.genPending
+	d.mu.Unlock()
+	if pending != "" {
+		t.Fatalf("generation still pending after the failure passed: %q", pending)
 	}
 	uploadAndCompare(t, w, d, src)
 }

@@ -73,8 +73,13 @@ func (w *Watcher) Status(path string) (Status, error) {
 		s.Generation = d.st.Generation
 		s.WALSalt1, s.WALFrame = d.st.Pos.Salt1, d.st.Pos.Frame
 	}
-	if d.failed != nil {
+	switch {
+	case d.failed != nil:
 		s.LastError = d.failed.Error()
+	case d.lost != "":
+		s.LastError = d.lost + " (the new file is not followed yet)"
+	case d.genPending != "":
+		s.LastError = "a new generation could not start yet (" + d.genPending + ")"
 	}
 	d.mu.Unlock()
 	if ns := d.lastDurable.Load(); ns != 0 {

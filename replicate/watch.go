@@ -124,8 +124,9 @@ type Watcher struct {
 	indexSince  time.Time
 	indexClosed atomic.Bool
 
-	testHookCapture    func() // runs as each capture starts, on its thread
-	testHookBackground func() // runs as a background capture's goroutine starts
+	testHookCapture    func()       // runs as each capture starts, on its thread
+	testHookSnapshot   func() error // runs as each snapshot starts; its error fails it
+	testHookBackground func()       // runs as a background capture's goroutine starts
 }
 
 // metrics are the counters the watcher keeps (exported later as
@@ -830,8 +831,11 @@ func (w *Watcher) Durable(ctx context.Context, path string) error {
 	d.mu.Lock()
 	if d.failed != nil || !d.opened {
 		err := d.failed
+		lost := d.lost
 		d.mu.Unlock()
-		if err == nil {
+		if err == nil && lost != "" {
+			err = fmt.Errorf("database %s: %s; not followed yet", path, lost)
+		} else if err == nil {
 			err = fmt.Errorf("database %s: replication is not running", path)
 		}
 		return err
@@ -839,6 +843,9 @@ func (w *Watcher) Durable(ctx context.Context, path string) error {
 	_, err := d.capture()
 	if errors.Is(err, errDiscontinuity) {
 		err = d.newGeneration(ctx, err.Error())
+	}
+	if err == nil && d.genPending != "" {
+		err = fmt.Errorf("database %s: no generation to capture into (%s); retrying", path, d.genPending)
 	}
 	// Every object that holds a commit made before the call sorts before
 	// the next segment's name.

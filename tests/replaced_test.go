@@ -1,0 +1,93 @@
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// waitLog waits until the watcher has logged want, and returns how long
+// that took.
+func waitLog(t *testing.T, w *watcher, want string, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !strings.Contains(w.logs(), want) {
+		if time.Since(start) > limit {
+			t.Fatalf("walsync watch did not log %q within %v:\n%s", want, limit, w.logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// A database replaced under walsync watch (rm + create 1.5 s later, or a
+// rename over the path) is followed: a new generation for the new file,
+// logged with the reason; restore gives the new database; the
+// application's own checkpoint works; nothing spins.
+func TestWatchFollowsReplacedDatabase(t *testing.T) {
+	for _, how := range []string{"rm+create", "mv"} {
+		t.Run(how, func(t *testing.T) {
+			eachTarget(t, func(t *testing.T, tg target) {
+				dir := t.TempDir()
+				src := filepath.Join(dir, "app.db")
+				createDB(t, src, 4096, "wal", 100)
+				w := startWatch(t, tg.cli, tg.args(src)...)
+				app := openDB(t, src)
+				insertBatches(t, app, 10, 200, 20)
+				app.Close()
+				time.Sleep(300 * time.Millisecond)
+				switch how {
+				case "rm+create":
+					for _, ext := range []string{"", "-wal", "-shm"} {
+						if err := os.Remove(src + ext); err != nil && !os.IsNotExist(err) {
+							t.Fatal(err)
+						}
+					}
+					waitLog(t, w, "the database file is gone", 5*time.Second)
+					time.Sleep(1500 * time.Millisecond)
+					createDB(t, src, 4096, "wal", 37)
+				case "mv":
+					other := filepath.Join(dir, "other.db")
+					createDB(t, other, 4096, "wal", 37)
+					if err := os.Rename(other, src); err != nil {
+						t.Fatal(err)
+					}
+				}
+				took := waitLog(t, w, "following the database file again", 10*time.Second)
+				t.Logf("followed the new file %v after it was in place", took.Round(time.Millisecond))
+				if fi, err := os.Stat(src + "-wal"); err == nil {
+					t.Logf("WAL at the path: %d bytes", fi.Size())
+				}
+				app = openDB(t, src)
+				var n int
+				if err := app.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil || n != 37 {
+					t.Fatalf("the application reads the new database: %d rows (%v), want 37\n%s", n, err, w.logs())
+				}
+				insertBatches(t, app, 50, 60, 20)
+				for i := 0; i < 3; i++ {
+					exec1(t, app, "PRAGMA wal_checkpoint(TRUNCATE)")
+					insertBatches(t, app, 60+i, 10, 10)
+				}
+				var ok string
+				if err := app.QueryRow("PRAGMA integrity_check").Scan(&ok); err != nil || ok != "ok" {
+					t.Fatalf("integrity_check of the application's database: %q (%v)", ok, err)
+				}
+				time.Sleep(500 * time.Millisecond)
+				w.stop()
+				verifyRestore(t, tg, app, src, "app")
+				logs := w.logs()
+				if testing.Verbose() {
+					t.Log(logs)
+				}
+				if n := strings.Count(logs, "starting a new generation"); n > 3 {
+					t.Fatalf("%d new generations (want at most 3: first run, the replacement, maybe one more):\n%s", n, logs)
+				}
+				if n := strings.Count(logs, "cannot follow the database file yet"); n > 1 {
+					t.Fatalf("%d lines about the file not followed yet (want at most one a minute):\n%s", n, logs)
+				}
+			})
+		})
+	}
+}
