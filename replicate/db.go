@@ -309,6 +309,27 @@ func (d *DB) checkPosition(pos position) error {
 		if pos.Frame != 0 {
 			return fmt.Errorf("%w: bad local position", errDiscontinuity)
 		}
+		if pos.IdxSalt1|pos.IdxSalt2 != 0 {
+			// Frame 0 of the WAL the wal-index opened with these salts
+			// (noteEmptyWAL): continued when that WAL is still the one,
+			// with frames written meanwhile (all new) or still empty.
+			if wh, err := wal.ReadHeader(d.walf); err == nil {
+				if wh.Salt1 == pos.IdxSalt1 && wh.Salt2 == pos.IdxSalt2 {
+					d.walHdr = wh
+					return nil
+				}
+				return fmt.Errorf("%w: the WAL was restarted while walsync was not running (salt %08x -> %08x)", errDiscontinuity, pos.IdxSalt1, wh.Salt1)
+			}
+			h, err := d.readIndex()
+			if err != nil {
+				return err
+			}
+			if h.MaxFrame == 0 && pos.startsWAL(h.Salt1, h.Salt2) {
+				return nil
+			}
+			return fmt.Errorf("%w: the WAL was restarted or its index rebuilt while walsync was not running (wal-index salt %08x -> %08x, %d frames)",
+				errDiscontinuity, pos.IdxSalt1, h.Salt1, h.MaxFrame)
+		}
 		// The WAL had no header when walsync stopped; whatever is in it
 		// now was written while nobody watched.
 		return fmt.Errorf("%w: the WAL had no header when walsync stopped", errDiscontinuity)
@@ -951,10 +972,16 @@ func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 	var restart *wal.Header // the open segment goes on across a WAL restart
 	if !pos.HeaderKnown || h.Salt1 != pos.Salt1 || h.Salt2 != pos.Salt2 {
 		// The WAL was restarted (one or more times) or had no header.
+		// proven: the position is frame 0 of the WAL the wal-index opened
+		// with these salts, recorded under a mark-0 pin (noteEmptyWAL).
+		proven := pos.startsWAL(h.Salt1, h.Salt2)
 		if h.MaxFrame == 0 {
+			if err := d.noteEmptyWAL(h, pos); err != nil {
+				return 0, err
+			}
 			return 0, sealIf() // nothing written to the new WAL yet
 		}
-		if !d.atZero {
+		if !d.atZero && !proven {
 			return 0, fmt.Errorf("%w: the WAL was restarted while frames after %d may not have been captured", errDiscontinuity, pos.Frame)
 		}
 		wh, err := wal.ReadHeader(d.walf)
@@ -1019,6 +1046,28 @@ func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 	}
 	d.armSeal()
 	return int(n), nil
+}
+
+// noteEmptyWAL records, when it can be proven, that the position is
+// frame 0 of the new, still empty WAL that the wal-index h opened (after a
+// TRUNCATE or RESTART checkpoint): every frame of the old WAL is captured
+// (the position is at its end), and the pin has read mark 0, under which
+// a restart keeps continuity. state.json then says so, and a walsync that
+// stops (or is killed) now resumes after its restart instead of starting
+// a new generation on an empty WAL it cannot account for
+// (checkPosition). Not while the open segment holds frames: its end is
+// the position until it is sealed. Called with d.mu held.
+func (d *DB) noteEmptyWAL(h walIndexHeader, pos position) error {
+	if !d.atZero || pos.startsWAL(h.Salt1, h.Salt2) || (d.seg != nil && d.seg.n > 0) || (h.Salt1 == 0 && h.Salt2 == 0) {
+		return nil
+	}
+	if pos.HeaderKnown && pos.Salt1 == h.Salt1 && pos.Salt2 == h.Salt2 {
+		return nil
+	}
+	d.st.Pos = position{IdxSalt1: h.Salt1, IdxSalt2: h.Salt2, DBPages: pos.DBPages}
+	d.walHdr = wal.Header{}
+	d.log.Debug("empty WAL after a restart", "salt1", fmt.Sprintf("%08x", h.Salt1))
+	return d.spool.saveState(d.st)
 }
 
 // recoverAfterAppend handles an append to the open segment that failed

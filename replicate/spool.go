@@ -64,6 +64,17 @@ type position struct {
 	BigEndian   bool   `json:"big_endian"`
 	HeaderKnown bool   `json:"header_known"` // false: no WAL header seen yet (empty or absent WAL)
 	DBPages     uint32 `json:"db_pages"`
+	// IdxSalt1, IdxSalt2 (with HeaderKnown false): the position is frame
+	// 0 of the WAL that the wal-index opened with these salts after a
+	// restart, its header not written yet (DB.noteEmptyWAL).
+	IdxSalt1 uint32 `json:"index_salt1,omitempty"`
+	IdxSalt2 uint32 `json:"index_salt2,omitempty"`
+}
+
+// startsWAL says whether p is frame 0 of the WAL with these salts,
+// recorded before its header was written (noteEmptyWAL).
+func (p position) startsWAL(salt1, salt2 uint32) bool {
+	return !p.HeaderKnown && p.Frame == 0 && p.IdxSalt1|p.IdxSalt2 != 0 && p.IdxSalt1 == salt1 && p.IdxSalt2 == salt2
 }
 
 // spoolState is state.json.

@@ -91,3 +91,44 @@ func TestWatchFollowsReplacedDatabase(t *testing.T) {
 		})
 	}
 }
+
+// A walsync watch stopped (SIGTERM or SIGKILL) after the application's
+// TRUNCATE checkpoint, with everything captured, continues its generation
+// when it starts again; a WAL written and truncated while it was down is
+// a new generation, with that reason.
+func TestWatchRestartAfterTruncateContinues(t *testing.T) {
+	for _, how := range []string{"sigterm", "sigkill"} {
+		t.Run(how, func(t *testing.T) {
+			tg := fileTarget(t)
+			src := filepath.Join(t.TempDir(), "app.db")
+			createDB(t, src, 4096, "wal", 50)
+			app := openDB(t, src)
+			app.SetMaxOpenConns(1)
+			w := startWatch(t, tg.cli, tg.args(src)...)
+			for round := 0; round < 3; round++ {
+				insertBatches(t, app, 10*round, 40, 10)
+				exec1(t, app, "PRAGMA wal_checkpoint(TRUNCATE)")
+				time.Sleep(400 * time.Millisecond) // walsync sees the empty WAL
+				if how == "sigkill" {
+					w.kill()
+				} else {
+					w.stop()
+				}
+				w = startWatch(t, tg.cli, tg.args(src)...)
+				if strings.Contains(w.logs(), "starting a new generation") {
+					t.Fatalf("round %d: a restart after a TRUNCATE started a new generation:\n%s", round, w.logs())
+				}
+			}
+			// Written and truncated while nobody watched: not provable.
+			w.stop()
+			insertBatches(t, app, 90, 20, 10)
+			exec1(t, app, "PRAGMA wal_checkpoint(TRUNCATE)")
+			w = startWatch(t, tg.cli, tg.args(src)...)
+			waitLog(t, w, "while walsync was not running", 5*time.Second)
+			insertBatches(t, app, 95, 10, 10)
+			time.Sleep(300 * time.Millisecond)
+			w.stop()
+			verifyRestore(t, tg, app, src, "app")
+		})
+	}
+}
