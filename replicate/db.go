@@ -118,6 +118,8 @@ type DB struct {
 	followLogged  time.Time
 	lost          string
 
+	ckptActive atomic.Bool // the VFS's application holds the checkpoint lock
+
 	seg *openSegment // the segment being appended to (segment.go), or nil
 	// nextOpen is the number of an empty open file made ahead of its
 	// segment (prepareOpen), 0 for none; nextOpenDurable: its directory
@@ -664,7 +666,12 @@ func (d *DB) sync(ctx context.Context) error {
 	n := 0
 	wait := d.w.SyncInterval - d.now().Sub(d.lastCapture)
 	pending := h.MaxFrame != d.st.Pos.Frame || h.Salt1 != d.st.Pos.Salt1
-	held := pending && (d.atZero || (h.NBackfill >= d.pinnedAt && h.MaxFrame > d.pinnedAt))
+	// A checkpoint under way (another process holds the checkpoint lock,
+	// or the VFS's application said so) may be a RESTART, TRUNCATE or FULL
+	// one waiting, with its busy handler, for the pin to move: it holds
+	// the application's writers meanwhile, and waiting out the sync
+	// interval made such a checkpoint take 1.2-1.9 s.
+	held := pending && (d.atZero || (h.NBackfill >= d.pinnedAt && h.MaxFrame > d.pinnedAt) || d.checkpointWaits())
 	// A process waiting for its commit to be durable asked for it: since
 	// the last capture, or since the open segment began (a hook's capture
 	// may have taken that commit into it, after the request).
@@ -748,6 +755,14 @@ func (d *DB) sync(ctx context.Context) error {
 		}
 	}
 	unindexed := d.walSize > wal.FrameOffset(d.st.PageSize, h.MaxFrame+1)
+	if !d.atZero && d.checkpointWaits() {
+		// A checkpoint is under way and the pin uses the WAL: a RESTART or
+		// TRUNCATE one waits for it to move to read mark 0 once every
+		// frame is copied, with the application's writers held meanwhile;
+		// look again at once rather than backing off.
+		d.w.syncAfter(d, soonestRecheck)
+		return nil
+	}
 	if (h.NBackfill != h.MaxFrame || unindexed) && d.now().Sub(d.lastActivity) < 10*time.Second {
 		d.recheck = min(max(2*d.recheck, soonestRecheck), time.Second)
 		d.w.syncAfter(d, d.recheck)
@@ -1175,6 +1190,13 @@ func (d *DB) follow(ctx context.Context) error {
 		d.log.Warn("cannot follow the database file yet; looking again (logged once a minute)", "err", err)
 	}
 	return nil
+}
+
+// checkpointWaits says whether a checkpoint is under way: in the
+// application of the VFS (Watcher.CheckpointStarted) or in another
+// process (its checkpoint lock, checkpointElsewhere).
+func (d *DB) checkpointWaits() bool {
+	return d.ckptActive.Load() || checkpointElsewhere(d.shmf)
 }
 
 // replaced reports whether the path now names another file.

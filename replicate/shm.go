@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"os"
+	"syscall"
 
 	"github.com/walsync/walsync/wal"
 )
@@ -65,4 +67,27 @@ func isBigEndianMachine() bool {
 	var b [2]byte
 	binary.NativeEndian.PutUint16(b[:], 1)
 	return b[0] == 0
+}
+
+// The wal-index's lock bytes (src/wal.c): slot i is byte 120+i of the
+// -shm file, locked with fcntl; slot 1 is the checkpoint lock.
+const (
+	shmLockOffset = 120
+	shmCkptLock   = 1
+)
+
+// checkpointElsewhere reports whether another process holds the
+// checkpoint lock of the database whose -shm is open as shm: a checkpoint
+// is under way there, and a RESTART, TRUNCATE or FULL one may be waiting
+// for walsync's pin. F_GETLK does not see this process's own locks (the
+// VFS's in-process checkpoints tell through Watcher.CheckpointStarted).
+func checkpointElsewhere(shm *os.File) bool {
+	if shm == nil {
+		return false
+	}
+	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: 0, Start: shmLockOffset + shmCkptLock, Len: 1}
+	if err := syscall.FcntlFlock(shm.Fd(), syscall.F_GETLK, &lk); err != nil {
+		return false
+	}
+	return lk.Type != syscall.F_UNLCK
 }

@@ -737,6 +737,26 @@ func (w *Watcher) capture(d *DB, beforeRestart bool) {
 	})
 }
 
+// CheckpointStarted tells that the application (through the VFS, in
+// this process: another process's checkpoint lock is seen with F_GETLK)
+// took the checkpoint lock of the database at path, and CheckpointEnded
+// that it let go: meanwhile uncaptured commits are captured at once, not
+// batched, since a RESTART, TRUNCATE or FULL checkpoint waits for the pin.
+func (w *Watcher) CheckpointStarted(path string) {
+	if d := w.live(path); d != nil {
+		d.ckptActive.Store(true)
+		w.enqueueSync(d)
+	}
+}
+
+// CheckpointEnded: see CheckpointStarted.
+func (w *Watcher) CheckpointEnded(path string) {
+	if d := w.live(path); d != nil {
+		d.ckptActive.Store(false)
+		w.enqueueSync(d)
+	}
+}
+
 // KickNow is Kick even when a look is due: a checkpoint may be waiting
 // for the pin to move.
 func (w *Watcher) KickNow(path string) {

@@ -88,10 +88,13 @@ func walsyncGoCommit(id C.longlong, mxFrame, salt1 C.uint) (skipBelow C.uint) {
 	return C.uint(commit(int64(id), uint32(mxFrame), uint32(salt1)))
 }
 
+// walsyncGoCheckpoint: the connection took (start 1) or released (0) the
+// checkpoint lock.
+//
 //export walsyncGoCheckpoint
-func walsyncGoCheckpoint(id C.longlong) {
+func walsyncGoCheckpoint(id C.longlong, start C.int) {
 	defer recoverInto("checkpoint")
-	checkpoint(int64(id))
+	checkpoint(int64(id), start != 0)
 }
 
 //export walsyncGoClose

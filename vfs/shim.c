@@ -307,7 +307,7 @@ static int wsShmLock(sqlite3_file *f, int offset, int n, int flags) {
 				w->syncSalt = salt;
 			}
 		} else if (ckpt) {
-			walsyncGoCheckpoint(w->id);
+			walsyncGoCheckpoint(w->id, 0);
 		}
 		return rc;
 	}
@@ -328,6 +328,11 @@ static int wsShmLock(sqlite3_file *f, int offset, int n, int flags) {
 		}
 	}
 	int rc = r->pMethods->xShmLock(r, offset, n, flags);
+	if (rc == SQLITE_OK && offset <= WS_WAL_CKPT_LOCK && WS_WAL_CKPT_LOCK < offset + n) {
+		/* A checkpoint starts: a RESTART, TRUNCATE or FULL one will wait
+		** for walsync's pin; Go captures at once instead of batching. */
+		walsyncGoCheckpoint(w->id, 1);
+	}
 	if (rc == SQLITE_OK && offset <= WS_WAL_WRITE_LOCK && WS_WAL_WRITE_LOCK < offset + n) {
 		w->writeLocked = 1;
 		w->syncPending = 0; /* a new write transaction: any earlier one was answered */

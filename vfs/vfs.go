@@ -831,14 +831,19 @@ func acquire(id int64, mxFrame, nBackfill uint32) bool {
 	return false // the next write asks again
 }
 
-// checkpoint is called when a connection released the checkpoint lock.
-func checkpoint(id int64) {
+// checkpoint is called when a connection took (start) or released the
+// checkpoint lock.
+func checkpoint(id int64, start bool) {
 	if d := lookup(id); d != nil {
 		d.mu.Lock()
 		w := d.w
 		d.mu.Unlock()
-		if w != nil {
-			w.KickNow(d.path)
+		switch {
+		case w == nil:
+		case start:
+			w.CheckpointStarted(d.path)
+		default:
+			w.CheckpointEnded(d.path)
 		}
 	}
 }
