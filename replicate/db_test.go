@@ -372,7 +372,7 @@ func TestFailedGenerationBacksOff(t *testing.T) {
 		t.Fatalf("Durable while no generation could start: %v; want an error", err)
 	}
 	failing = false
-	time.Sleep(d.genRetryAt.Sub(time.Now()) + 10*time.Millisecond)
+	time.Sleep(time.Until(d.genRetryAt) + 10*time.Millisecond)
 	if err := d.sync(ctx); err != nil {
 		t.Fatal(err)
 	}
