@@ -131,3 +131,8 @@ func walsync_vfs_register(config, options *C.char) *C.char {
 		return vfsRegister(s, optArg(config), optArg(options))
 	})
 }
+
+//export walsync_vfs_logs
+func walsync_vfs_logs(timeoutMs C.int) *C.char {
+	return export(func(s *sink) (any, error) { return vfsLogsPoll(s, int(timeoutMs)) })
+}

@@ -70,11 +70,40 @@ func vfsRegister(s *sink, cfgJSON, options string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	level := defaultLevel
+	if cfg.LogLevel != "" {
+		if level, err = parseLevel(cfg.LogLevel); err != nil {
+			return nil, err
+		}
+	}
+	vfsLogs.setLevel(level)
 	if err := vfs.Register(vfs.Options{
 		Bucket: cfg.Bucket, Endpoint: cfg.Endpoint, Region: cfg.Region, Sync: o.Sync,
 		SyncInterval: syncInterval, SyncTimeout: syncTimeout, CloseTimeout: closeTimeout,
+		Logger: vfsLogs.logger(),
 	}); err != nil {
 		return nil, err
 	}
 	return map[string]string{"vfs": vfs.Name, "base": vfs.BaseVFS(), "sqlite": sqliteMode}, nil
+}
+
+// vfsLogs keeps what the VFS logs until the host takes it
+// (walsync_vfs_logs): the Python package forwards it to its logging, so
+// the VFS's warnings and errors reach the application's logging, not
+// stderr.
+var vfsLogs = newSink(defaultLevel, 1000)
+
+// vfsLogsPoll waits up to timeoutMs for a record of the VFS and returns
+// what was kept (in the envelope's logs).
+func vfsLogsPoll(s *sink, timeoutMs int) (any, error) {
+	if n, wake := vfsLogs.pending(); n == 0 && timeoutMs > 0 {
+		t := time.NewTimer(time.Duration(timeoutMs) * time.Millisecond)
+		select {
+		case <-wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	s.absorb(vfsLogs)
+	return map[string]any{}, nil
 }

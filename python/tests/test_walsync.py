@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sqlite3
 import subprocess
@@ -641,10 +642,14 @@ def test_vfs_status_and_flush(tmp_path: Path) -> None:
         walsync.register()
 
 
-def test_sync_commit_fails_when_bucket_unreachable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sync_commit_fails_when_bucket_unreachable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """walsync_sync=1 with a bucket nobody answers for: the database opens,
-    the commit raises (never succeeds), the row is committed locally."""
+    the commit raises (never succeeds), the row is committed locally, and
+    the reason reaches the ``walsync`` logger (not stderr)."""
     _needs_shared_sqlite()
+    caplog.set_level(logging.WARNING, logger="walsync")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "walsync-test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "walsync-test-secret")
     monkeypatch.setenv("AWS_REGION", "us-east-1")
@@ -670,6 +675,11 @@ def test_sync_commit_fails_when_bucket_unreachable(tmp_path: Path, monkeypatch: 
         assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 1  # committed locally
         st = walsync.vfs_status(con)
         assert not st["replicating"] and st["last_error"]
+        deadline = time.time() + 10
+        while not any("commit failed" in r.getMessage() for r in caplog.records) and time.time() < deadline:
+            time.sleep(0.05)
+        failed = [r for r in caplog.records if "commit failed" in r.getMessage()]
+        assert failed and failed[0].levelno == logging.ERROR and failed[0].name == "walsync"
         con.close()
     finally:
         walsync.register()

@@ -595,7 +595,33 @@ def register(
                        ("close_timeout", close_timeout)):
         if value is not None:
             opts[key] = _seconds(value, key)
+    cfg["log_level"] = _native.log_level()
     _native.call("walsync_vfs_register", json.dumps(cfg).encode("utf-8"), json.dumps(opts).encode("utf-8"))
+    _start_vfs_logs()
+
+
+_vfs_logs_lock = threading.Lock()
+_vfs_logs_thread: Optional[threading.Thread] = None
+
+
+def _start_vfs_logs() -> None:
+    """Forward what the VFS logs (its warnings and errors: a commit that
+    could not be made durable, a bucket that cannot be reached) to the
+    ``walsync`` logger, from a daemon thread that waits for records."""
+    global _vfs_logs_thread
+    with _vfs_logs_lock:
+        if _vfs_logs_thread is not None and _vfs_logs_thread.is_alive():
+            return
+
+        def run() -> None:
+            while True:
+                try:
+                    _native.call("walsync_vfs_logs", 1000)
+                except WalSyncError:
+                    return  # forked, or the library is going away
+
+        _vfs_logs_thread = threading.Thread(target=run, name="walsync-vfs-logs", daemon=True)
+        _vfs_logs_thread.start()
 
 
 def vfs_status(con: Any) -> Dict[str, Any]:

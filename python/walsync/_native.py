@@ -60,6 +60,7 @@ for _name, _args in {
     "walsync_watch_poll": [ctypes.c_longlong, ctypes.c_int],
     "walsync_watch_stop": [ctypes.c_longlong],
     "walsync_vfs_register": [_c, _c],
+    "walsync_vfs_logs": [ctypes.c_int],
 }.items():
     _fn = getattr(lib, _name)
     _fn.argtypes = _args
