@@ -21,6 +21,14 @@ import (
 // current generation ends and a new one starts with a snapshot.
 var errDiscontinuity = errors.New("continuity lost")
 
+// errYield: a snapshot or a brake gave way to the application's
+// checkpoint, which waits for walsync's pin while it holds the write lock
+// they need (pinConn.lockWriters); it is tried again shortly.
+var errYield = errors.New("gave way to the application's checkpoint")
+
+// yieldRetry is how soon what gave way is tried again.
+const yieldRetry = 50 * time.Millisecond
+
 // DB follows the WAL of one database and captures every committed frame
 // into its spool. docs/ARCHITECTURE.md ("Following a WAL") gives the
 // argument for why no frame can be lost; in short:
@@ -186,7 +194,7 @@ func (d *DB) open(ctx context.Context) error {
 		d.closeFiles()
 		return err
 	}
-	if err := lock.lockWriters(); err != nil {
+	if err := lock.lockWriters(nil); err != nil { // no pin yet: nothing to give way for
 		d.closeFiles()
 		return err
 	}
@@ -492,6 +500,13 @@ func (d *DB) newGeneration(ctx context.Context, reason string) error {
 		return nil
 	}
 	err := d.startGeneration(ctx, reason)
+	if errors.Is(err, errYield) {
+		// Not a failure: the checkpoint goes first (the next sync moves
+		// the pin for it), the generation right after.
+		d.genPending, d.genRetryAt = reason, d.now().Add(yieldRetry)
+		d.w.syncAfter(d, soonestRecheck)
+		return nil
+	}
 	if err == nil {
 		if d.genPending != "" && d.genBackoff > 0 {
 			d.log.Info("a new generation started after earlier attempts failed")
@@ -554,7 +569,7 @@ func (d *DB) snapshot(ctx context.Context, captureFirst bool) error {
 		return err
 	}
 	defer d.dropSpare() // lets writers go on every path; a second call does nothing
-	if err := lock.lockWriters(); err != nil {
+	if err := lock.lockWriters(d.checkpointWaits); err != nil {
 		return err
 	}
 	// Frames committed up to now: captured into the old position first,
@@ -715,6 +730,8 @@ func (d *DB) sync(ctx context.Context) error {
 	if limit := d.w.walFrameLimit(); h.MaxFrame >= limit && !restartable && d.now().After(d.brakeAfter) {
 		if err := d.brake(); errors.Is(err, errDiscontinuity) {
 			return d.newGeneration(ctx, err.Error())
+		} else if errors.Is(err, errYield) {
+			d.brakeAfter = d.now().Add(yieldRetry) // the checkpoint restarts the WAL itself
 		} else if err != nil {
 			return err
 		}
@@ -915,7 +932,7 @@ func (d *DB) brake() error {
 		return err
 	}
 	defer d.dropSpare() // releases the writers on every path
-	if err := lock.lockWriters(); err != nil {
+	if err := lock.lockWriters(d.checkpointWaits); err != nil {
 		return err
 	}
 	if _, err := d.capture(); err != nil {

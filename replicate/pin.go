@@ -66,7 +66,14 @@ func (p *pinConn) begin() error {
 // whose sleeps grow to 100 ms: an application committing in a tight loop
 // holds the lock nearly all the time, and such sleeps missed every gap for
 // seconds (3.7 s measured, with 131,000 frames written meanwhile).
-func (p *pinConn) lockWriters() error {
+//
+// yield, when not nil, is asked while the lock is taken by someone else:
+// true gives up at once with errYield. The caller holds d.mu, under
+// which alone walsync's pin moves; an application's RESTART or TRUNCATE
+// checkpoint holds the write lock while it waits for that pin, so waiting
+// for the lock then would make each wait for the other until a busy
+// timeout runs out.
+func (p *pinConn) lockWriters(yield func() bool) error {
 	if err := p.exec("PRAGMA busy_timeout=0"); err != nil {
 		return fmt.Errorf("lock %s against writers: %w", p.path, err)
 	}
@@ -81,6 +88,9 @@ func (p *pinConn) lockWriters() error {
 		var se sqlite3.Error
 		if !errors.As(err, &se) || se.Code != sqlite3.ErrBusy || time.Now().After(deadline) {
 			return fmt.Errorf("lock %s against writers: %w", p.path, sqliteErr(err))
+		}
+		if yield != nil && yield() {
+			return fmt.Errorf("lock %s against writers: %w", p.path, errYield)
 		}
 		time.Sleep(100 * time.Microsecond)
 	}

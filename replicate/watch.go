@@ -580,7 +580,9 @@ func (w *Watcher) runSnapshot(ctx context.Context, d *DB) {
 		d.snapshotting = false
 		d.mu.Unlock()
 	}()
-	if err := d.periodicSnapshot(ctx); err != nil && ctx.Err() == nil {
+	if err := d.periodicSnapshot(ctx); errors.Is(err, errYield) {
+		w.syncAfter(d, soonestRecheck) // move the pin for the checkpoint; the next tick snapshots
+	} else if err != nil && ctx.Err() == nil {
 		d.log.Error("snapshot failed", "err", err)
 	}
 }

@@ -132,3 +132,36 @@ func TestWatchRestartAfterTruncateContinues(t *testing.T) {
 		})
 	}
 }
+
+// An application that inserts and runs a TRUNCATE checkpoint every 0.3 s
+// while walsync watch snapshots every second: no checkpoint gives up busy
+// (a snapshot waiting for the write lock and a checkpoint waiting for
+// walsync's read mark used to wait for each other until the busy
+// timeout), and the restore is exact.
+func TestWatchSnapshotAndTruncateDoNotWaitForEachOther(t *testing.T) {
+	tg := fileTarget(t)
+	src := filepath.Join(t.TempDir(), "app.db")
+	createDB(t, src, 4096, "wal", 50)
+	app := openDB(t, src, "_busy_timeout=5000")
+	app.SetMaxOpenConns(1)
+	w := startWatch(t, tg.cli, tg.args(src, "--snapshot-interval", "1")...)
+	var busy int
+	var slowest time.Duration
+	for i := 0; i < 25; i++ {
+		insertBatches(t, app, 100+i, 200, 200)
+		start := time.Now()
+		var b, l, c int
+		if err := app.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&b, &l, &c); err != nil {
+			t.Fatal(err)
+		}
+		slowest = max(slowest, time.Since(start))
+		busy += b
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Logf("slowest TRUNCATE: %v", slowest.Round(time.Millisecond))
+	if busy > 0 {
+		t.Fatalf("%d of 25 TRUNCATE checkpoints gave up busy (the busy timeout ran out waiting for walsync)", busy)
+	}
+	w.stop()
+	verifyRestore(t, tg, app, src, "app")
+}
