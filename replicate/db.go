@@ -127,6 +127,13 @@ type DB struct {
 	lost          string
 
 	ckptActive atomic.Bool // the VFS's application holds the checkpoint lock
+	// unpinned: the pin let go for the VFS application's checkpoint
+	// (Watcher.LetGoForCheckpoint) and is not back yet; nothing reads
+	// the WAL meanwhile. restartProven: a restart seen by the next
+	// capture happened during that checkpoint, after everything was
+	// captured, and keeps continuity.
+	unpinned      bool
+	restartProven bool
 
 	seg *openSegment // the segment being appended to (segment.go), or nil
 	// nextOpen is the number of an empty open file made ahead of its
@@ -659,6 +666,11 @@ func (d *DB) sync(ctx context.Context) error {
 		}
 		return d.follow(ctx)
 	}
+	if d.unpinned {
+		// The application's checkpoint runs; its end pins again and
+		// queues a sync (CheckpointEnded).
+		return nil
+	}
 	if replaced, err := d.replaced(); err != nil || replaced {
 		why := "the database file was replaced"
 		if err != nil {
@@ -1006,7 +1018,7 @@ func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 		// The WAL was restarted (one or more times) or had no header.
 		// proven: the position is frame 0 of the WAL the wal-index opened
 		// with these salts, recorded under a mark-0 pin (noteEmptyWAL).
-		proven := pos.startsWAL(h.Salt1, h.Salt2)
+		proven := pos.startsWAL(h.Salt1, h.Salt2) || d.restartProven
 		if h.MaxFrame == 0 {
 			if err := d.noteEmptyWAL(h, pos); err != nil {
 				return 0, err
@@ -1025,6 +1037,7 @@ func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 		// own counter, and a fresh one picks random salts). The proof is
 		// the mark-0 pin above.
 		d.log.Debug("WAL restarted", "salt1", fmt.Sprintf("%08x", wh.Salt1), "checkpoint_seq", wh.CheckpointSeq)
+		d.restartProven = false
 		pos = walStart(wh, pos.DBPages)
 		d.walHdr = wh
 		if o := d.seg; o != nil && o.n > 0 && wh.PageSize == o.hdr.PageSize && (o.end.Salt1 != wh.Salt1 || o.end.Salt2 != wh.Salt2) {
@@ -1234,7 +1247,7 @@ func (d *DB) replaced() (bool, error) {
 func (d *DB) periodicSnapshot(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.opened || d.failed != nil || d.w.stopping.Load() || !d.st.Changed || d.w.SnapshotInterval <= 0 ||
+	if !d.opened || d.failed != nil || d.w.stopping.Load() || d.unpinned || !d.st.Changed || d.w.SnapshotInterval <= 0 ||
 		d.now().Sub(d.st.Snapshot) < d.w.SnapshotInterval {
 		return nil
 	}

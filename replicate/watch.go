@@ -810,8 +810,71 @@ func (w *Watcher) Unpin(path string) {
 	}
 }
 
+// LetGoForCheckpoint is called (by the VFS) when the application's
+// connection that holds the checkpoint lock has taken the WAL write lock:
+// a RESTART, TRUNCATE or FULL checkpoint that waits for every reader. No
+// commit can come while it holds that lock, so everything in the WAL is
+// captured now, made durable in the spool (barrier), and the pin ends:
+// the checkpoint waits for no one (with no busy timeout it used to
+// return SQLITE_BUSY). ResumeAfterCheckpoint pins again before the
+// checkpoint lock is released, so no other checkpoint runs unpinned; the
+// one restart the checkpoint (or the next writer) may make meanwhile is
+// continuous (restartProven). Runs on the application's thread.
+func (w *Watcher) LetGoForCheckpoint(path string) {
+	d := w.live(path)
+	if d == nil {
+		return
+	}
+	d.pinWanted.Add(1) // a background capture gives way
+	defer d.pinWanted.Add(-1)
+	d.whileReplicating(func() {
+		if _, err := d.captureUntil(false, nil); err != nil {
+			d.hookFailed(err)
+			return
+		}
+		if err := d.barrier(); err != nil {
+			d.hookFailed(err)
+			return
+		}
+		if err := d.pins[d.cur].end(); err != nil {
+			d.hookFailed(err)
+			return
+		}
+		d.unpinned = true
+	})
+}
+
+// ResumeAfterCheckpoint pins again after LetGoForCheckpoint, while the
+// checkpoint lock is still held: see there. A pin that cannot begin
+// leaves the next capture to find the restart unproven (a new
+// generation, logged).
+func (w *Watcher) ResumeAfterCheckpoint(path string) {
+	d := w.byFile[path]
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.unpinned {
+		return
+	}
+	d.unpinned = false
+	if err := d.pins[d.cur].begin(); err != nil {
+		d.log.Warn("could not pin the WAL again after the application's checkpoint", "err", err)
+		return
+	}
+	h, err := d.readIndex()
+	if err != nil {
+		d.log.Warn("could not read the wal-index after the application's checkpoint", "err", err)
+		return
+	}
+	d.atZero, d.pinnedAt = h.NBackfill == h.MaxFrame, h.MaxFrame
+	d.restartProven = true
+}
+
 // whileReplicating runs f with d.mu held if d is still replicated: open,
-// not failed, and the watcher not stopping. For the VFS hooks, which
+// not failed, and the watcher not stopping; and pinned (not between
+// LetGoForCheckpoint and ResumeAfterCheckpoint). For the VFS hooks, which
 // cannot return an error, and background captures. Once the watcher
 // stops, its final sync is the last capture: one that came after it
 // (a background capture asked for before the stop, on its way to d.mu)
@@ -820,7 +883,7 @@ func (w *Watcher) Unpin(path string) {
 func (d *DB) whileReplicating(f func()) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.opened && d.failed == nil && !d.w.stopping.Load() {
+	if d.opened && d.failed == nil && !d.w.stopping.Load() && !d.unpinned {
 		f()
 	}
 }
@@ -862,7 +925,10 @@ func (w *Watcher) Durable(ctx context.Context, path string) error {
 		}
 		return err
 	}
-	_, err := d.capture()
+	var err error
+	if !d.unpinned { // else everything committed was captured when the pin let go
+		_, err = d.capture()
+	}
 	if errors.Is(err, errDiscontinuity) {
 		err = d.newGeneration(ctx, err.Error())
 	}

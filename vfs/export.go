@@ -111,3 +111,23 @@ func walsyncGoAcquire(id C.longlong, mxFrame, nBackfill C.uint) (here C.int) {
 	}
 	return here
 }
+
+// walsyncGoCheckpointWrite: the connection that holds the checkpoint lock
+// took the write lock (a RESTART, TRUNCATE or FULL checkpoint). It returns
+// 1 when walsync's pin let go of the WAL (walsyncGoCheckpointResume must
+// follow before the checkpoint lock is released).
+//
+//export walsyncGoCheckpointWrite
+func walsyncGoCheckpointWrite(id C.longlong) (letGo C.int) {
+	defer recoverInto("checkpoint")
+	if checkpointLetGo(int64(id)) {
+		letGo = 1
+	}
+	return letGo
+}
+
+//export walsyncGoCheckpointResume
+func walsyncGoCheckpointResume(id C.longlong) {
+	defer recoverInto("checkpoint")
+	checkpointResume(int64(id))
+}

@@ -96,6 +96,10 @@ struct WsFile {
 	** of the database file after RESERVED or more) asks Go to switch. */
 	int *needWAL;
 	int heldWrite; /* this connection took RESERVED or more since its last unlock */
+	/* This connection holds the checkpoint lock; and Go's pin let go of
+	** the WAL for its checkpoint (walsyncGoCheckpointWrite), to be taken
+	** again before the checkpoint lock goes. */
+	int ckptHeld, letGo;
 };
 
 static void ws_header(WsFile *w, unsigned int *mxFrame, unsigned int *salt1);
@@ -295,6 +299,13 @@ static int wsShmLock(sqlite3_file *f, int offset, int n, int flags) {
 			changed = mx != w->mxFrame || salt != w->salt1;
 			w->writeLocked = 0;
 		}
+		if (ckpt && w->letGo) {
+			/* Walsync pins the WAL again while this connection still holds
+			** the checkpoint lock: no other checkpoint can run first. */
+			w->letGo = 0;
+			walsyncGoCheckpointResume(w->id);
+		}
+		if (ckpt) w->ckptHeld = 0;
 		int rc = r->pMethods->xShmLock(r, offset, n, flags);
 		if (changed) {
 			if (!ws_may_skip(w, mx, salt)) {
@@ -331,12 +342,21 @@ static int wsShmLock(sqlite3_file *f, int offset, int n, int flags) {
 	if (rc == SQLITE_OK && offset <= WS_WAL_CKPT_LOCK && WS_WAL_CKPT_LOCK < offset + n) {
 		/* A checkpoint starts: a RESTART, TRUNCATE or FULL one will wait
 		** for walsync's pin; Go captures at once instead of batching. */
+		w->ckptHeld = 1;
 		walsyncGoCheckpoint(w->id, 1);
 	}
 	if (rc == SQLITE_OK && offset <= WS_WAL_WRITE_LOCK && WS_WAL_WRITE_LOCK < offset + n) {
 		w->writeLocked = 1;
 		w->syncPending = 0; /* a new write transaction: any earlier one was answered */
 		ws_header(w, &w->mxFrame, &w->salt1);
+		if (w->ckptHeld && !w->letGo && w->replicatedHere) {
+			/* The checkpoint lock, then the write lock: a RESTART,
+			** TRUNCATE or FULL checkpoint, which waits for every reader.
+			** No commit can come now: walsync captures what the WAL holds
+			** and lets go of it until the checkpoint lock is released, so
+			** the checkpoint waits for no one (and needs no busy timeout). */
+			w->letGo = walsyncGoCheckpointWrite(w->id);
+		}
 	}
 	return rc;
 }

@@ -848,6 +848,37 @@ func checkpoint(id int64, start bool) {
 	}
 }
 
+// checkpointLetGo: the application's blocking checkpoint holds the write
+// lock; this process's pin lets go of the WAL until checkpointResume
+// (replicate.Watcher.LetGoForCheckpoint). It reports whether it did.
+func checkpointLetGo(id int64) bool {
+	d := lookup(id)
+	if d == nil {
+		return false
+	}
+	d.mu.Lock()
+	w := d.w
+	d.mu.Unlock()
+	if w == nil {
+		return false
+	}
+	w.LetGoForCheckpoint(d.path)
+	return true
+}
+
+// checkpointResume pins again after checkpointLetGo, before the
+// checkpoint lock is released.
+func checkpointResume(id int64) {
+	if d := lookup(id); d != nil {
+		d.mu.Lock()
+		w := d.w
+		d.mu.Unlock()
+		if w != nil {
+			w.ResumeAfterCheckpoint(d.path)
+		}
+	}
+}
+
 // closeConn is called after a connection closed its main database file.
 // The last one ships what is pending and stops the replication.
 func closeConn(id int64) {
