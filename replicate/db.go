@@ -576,6 +576,15 @@ func (d *DB) snapshot(ctx context.Context, captureFirst bool) error {
 		return err
 	}
 	defer d.dropSpare() // lets writers go on every path; a second call does nothing
+	if captureFirst {
+		// Most of what is committed is captured before writers are locked
+		// out: under the lock only what came since remains (after a large
+		// transaction, the application's writers would otherwise wait for
+		// the capture of all of it).
+		if _, err := d.capture(); err != nil {
+			return err
+		}
+	}
 	if err := lock.lockWriters(d.checkpointWaits); err != nil {
 		return err
 	}
@@ -944,6 +953,9 @@ func (d *DB) brake() error {
 		return err
 	}
 	defer d.dropSpare() // releases the writers on every path
+	if _, err := d.capture(); err != nil { // most of it, before writers wait
+		return err
+	}
 	if err := lock.lockWriters(d.checkpointWaits); err != nil {
 		return err
 	}

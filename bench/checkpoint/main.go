@@ -9,8 +9,10 @@
 //	go build -o bin/bench-checkpoint ./bench/checkpoint
 //	bin/bench-checkpoint -walsync bin/walsync -rounds 3
 //
-// It prints, per mode, p50 and p99 of each checkpoint kind and of commit
-// latency with four writers and a RESTART checkpointer every 0.5 s.
+// It prints, per mode, p50 and p99 of each checkpoint kind, of a TRUNCATE
+// right after a large transaction (-large-mb), and of commit latency with
+// four writers and a RESTART checkpointer every 0.5 s. -snapshot-interval
+// 1s makes walsync snapshot every second meanwhile.
 package main
 
 import (
@@ -28,7 +30,7 @@ import (
 	"syscall"
 	"time"
 
-	_ "github.com/walsync/walsync/vfs" // registers ?vfs=walsync
+	"github.com/walsync/walsync/vfs"
 )
 
 var (
@@ -37,6 +39,8 @@ var (
 	burst      = flag.Int("burst", 20, "commits before each checkpoint")
 	checks     = flag.Int("checkpoints", 20, "checkpoints of each kind per round")
 	loadFor    = flag.Duration("load", 5*time.Second, "duration of the four-writer load per round")
+	largeMB    = flag.Int("large-mb", 50, "size of the large transaction before a timed TRUNCATE (0: none)")
+	snapEvery  = flag.Duration("snapshot-interval", 0, "walsync's snapshot interval (watch and VFS; 0: their default, 1h), e.g. 1s to checkpoint while snapshots run")
 )
 
 type sample map[string][]time.Duration
@@ -55,6 +59,9 @@ func pct(ds []time.Duration, p float64) time.Duration {
 func main() {
 	flag.Parse()
 	log.SetFlags(0)
+	if *snapEvery > 0 {
+		vfs.Register(vfs.Options{SnapshotInterval: *snapEvery}) //nolint:errcheck // registered at import already
+	}
 	modes := []string{"none", "watch", "vfs"}
 	res := map[string]sample{}
 	for _, m := range modes {
@@ -67,7 +74,7 @@ func main() {
 			}
 		}
 	}
-	kinds := []string{"TRUNCATE", "RESTART", "FULL", "commit under RESTART load"}
+	kinds := []string{"TRUNCATE", "RESTART", "FULL", "TRUNCATE after large txn", "commit under RESTART load"}
 	fmt.Printf("%-8s", "mode")
 	for _, k := range kinds {
 		fmt.Printf("  %-26s", k+" p50/p99")
@@ -111,7 +118,11 @@ func round(m string, s sample) error {
 	var watch *exec.Cmd
 	switch m {
 	case "watch":
-		watch = exec.Command(*walsyncBin, "watch", src, "-b", bucket)
+		args := []string{"watch", src, "-b", bucket}
+		if *snapEvery > 0 {
+			args = append(args, "--snapshot-interval", fmt.Sprint(int(snapEvery.Seconds()))) // the CLI takes seconds
+		}
+		watch = exec.Command(*walsyncBin, args...)
 		watch.Stderr = os.Stderr
 		if err := watch.Start(); err != nil {
 			return err
@@ -147,6 +158,21 @@ func round(m string, s sample) error {
 			if busy != 0 {
 				s.add("busy", 0)
 			}
+		}
+	}
+	// A large transaction, then a TRUNCATE.
+	for i := 0; *largeMB > 0 && i < 3; i++ {
+		if _, err := db.Exec("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < ?) INSERT INTO t (w, v) SELECT 9, randomblob(1000) FROM c", *largeMB*1000); err != nil {
+			return err
+		}
+		start := time.Now()
+		var busy, logN, ckptN int
+		if err := db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logN, &ckptN); err != nil {
+			return err
+		}
+		s.add("TRUNCATE after large txn", time.Since(start))
+		if busy != 0 {
+			s.add("busy", 0)
 		}
 	}
 	// Four writers, a RESTART checkpointer every 0.5 s.
