@@ -21,6 +21,14 @@ import (
 // current generation ends and a new one starts with a snapshot.
 var errDiscontinuity = errors.New("continuity lost")
 
+// pendingGeneration is the discontinuity of a generation that could not
+// start yet: its reason as it was first given (not wrapped again at
+// every attempt).
+type pendingGeneration struct{ reason string }
+
+func (p pendingGeneration) Error() string        { return p.reason }
+func (p pendingGeneration) Is(target error) bool { return target == errDiscontinuity }
+
 // errYield: a snapshot or a brake gave way to the application's
 // checkpoint, which waits for walsync's pin while it holds the write lock
 // they need (pinConn.lockWriters); it is tried again shortly.
@@ -335,7 +343,8 @@ func (d *DB) checkPosition(pos position) error {
 					d.walHdr = wh
 					return nil
 				}
-				return fmt.Errorf("%w: the WAL was restarted while walsync was not running (salt %08x -> %08x)", errDiscontinuity, pos.IdxSalt1, wh.Salt1)
+				return fmt.Errorf("%w: the WAL was restarted after the last position walsync recorded (salt %08x -> %08x); "+
+					"what was committed in between cannot be proven captured", errDiscontinuity, pos.IdxSalt1, wh.Salt1)
 			}
 			h, err := d.readIndex()
 			if err != nil {
@@ -344,7 +353,7 @@ func (d *DB) checkPosition(pos position) error {
 			if h.MaxFrame == 0 && pos.startsWAL(h.Salt1, h.Salt2) {
 				return nil
 			}
-			return fmt.Errorf("%w: the WAL was restarted or its index rebuilt while walsync was not running (wal-index salt %08x -> %08x, %d frames)",
+			return fmt.Errorf("%w: the WAL was restarted, or its index rebuilt, after the last position walsync recorded (wal-index salt %08x -> %08x, %d frames)",
 				errDiscontinuity, pos.IdxSalt1, h.Salt1, h.MaxFrame)
 		}
 		// The WAL had no header when walsync stopped; whatever is in it
@@ -353,10 +362,12 @@ func (d *DB) checkPosition(pos position) error {
 	}
 	wh, err := wal.ReadHeader(d.walf)
 	if err != nil {
-		return fmt.Errorf("%w: the WAL has no valid header (%v): it was reset while walsync was not running", errDiscontinuity, err)
+		return fmt.Errorf("%w: the WAL was reset after the last position walsync recorded (it has no valid header: %v); "+
+			"what was committed in between cannot be proven captured", errDiscontinuity, err)
 	}
 	if wh.Salt1 != pos.Salt1 || wh.Salt2 != pos.Salt2 || wh.CheckpointSeq != pos.CkptSeq {
-		return fmt.Errorf("%w: the WAL was restarted while walsync was not running (salt %08x -> %08x)", errDiscontinuity, pos.Salt1, wh.Salt1)
+		return fmt.Errorf("%w: the WAL was restarted after the last position walsync recorded (salt %08x -> %08x); "+
+			"what was committed in between cannot be proven captured", errDiscontinuity, pos.Salt1, wh.Salt1)
 	}
 	if pos.Frame == 0 {
 		if wh.Checksum1 != pos.Cksum1 || wh.Checksum2 != pos.Cksum2 {
@@ -506,7 +517,8 @@ func (d *DB) newGeneration(ctx context.Context, reason string) error {
 		d.w.syncAfter(d, wait)
 		return nil
 	}
-	err := d.startGeneration(ctx, reason)
+	// One WARN per generation, not per attempt.
+	err := d.startGeneration(ctx, reason, d.genPending != reason)
 	if errors.Is(err, errYield) {
 		// Not a failure: the checkpoint goes first (the next sync moves
 		// the pin for it), the generation right after.
@@ -539,12 +551,16 @@ func (d *DB) newGeneration(ctx context.Context, reason string) error {
 }
 
 // startGeneration is one attempt of newGeneration.
-func (d *DB) startGeneration(ctx context.Context, reason string) error {
+func (d *DB) startGeneration(ctx context.Context, reason string, announce bool) error {
 	var gen walsync.Generation
 	if _, err := rand.Read(gen[:]); err != nil {
 		return err
 	}
-	d.log.Warn("starting a new generation", "reason", reason, "generation", gen.String())
+	if announce {
+		d.log.Warn("starting a new generation", "reason", reason, "generation", gen.String())
+	} else {
+		d.log.Debug("starting a new generation, again", "reason", reason, "generation", gen.String())
+	}
 	// What the open segment holds belongs to the generation that ends.
 	if err := d.sealOpen(); err != nil {
 		return err
@@ -1008,7 +1024,7 @@ func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 	if d.genPending != "" {
 		// The position belongs to a generation that has ended: nothing is
 		// captured before the next one starts.
-		return 0, fmt.Errorf("%w: %s", errDiscontinuity, d.genPending)
+		return 0, pendingGeneration{d.genPending}
 	}
 	// A watcher that stops batches nothing: the final sync's pin move
 	// captures what another process committed since its first capture,

@@ -124,7 +124,7 @@ func TestWatchRestartAfterTruncateContinues(t *testing.T) {
 			insertBatches(t, app, 90, 20, 10)
 			exec1(t, app, "PRAGMA wal_checkpoint(TRUNCATE)")
 			w = startWatch(t, tg.cli, tg.args(src)...)
-			waitLog(t, w, "while walsync was not running", 5*time.Second)
+			waitLog(t, w, "after the last position walsync recorded", 5*time.Second)
 			insertBatches(t, app, 95, 10, 10)
 			time.Sleep(300 * time.Millisecond)
 			w.stop()
