@@ -34,6 +34,17 @@ type Index struct {
 	Uploaded IndexCounts `json:"uploaded"`
 	// Updated is when the writer wrote this content.
 	Updated time.Time `json:"updated"`
+	// NotFollowed, when set, says that the writer could not follow the
+	// database's local file (replaced by something that is not a SQLite
+	// database in WAL mode yet, or removed) since Since: nothing new
+	// reaches the bucket until it can. verify reports it.
+	NotFollowed *IndexProblem `json:"not_followed,omitempty"`
+}
+
+// IndexProblem is why, and since when, a writer cannot do its work.
+type IndexProblem struct {
+	Reason string    `json:"reason"`
+	Since  time.Time `json:"since"`
 }
 
 // IndexEntry names one object of the layout.

@@ -1216,6 +1216,7 @@ func (d *DB) letGo(why string) {
 	d.followBackoff, d.followAt = 0, time.Time{}
 	d.genPending, d.genRetryAt, d.genBackoff = "", time.Time{}, 0
 	d.log.Warn(why + "; following the new file once it is a SQLite database in WAL mode (a new generation)")
+	d.w.recordFollowing(d, &walsync.IndexProblem{Reason: why, Since: d.now().UTC()})
 }
 
 // follow opens the database at its path again after letGo: a new file
@@ -1233,6 +1234,7 @@ func (d *DB) follow(ctx context.Context) error {
 	if err == nil {
 		d.log.Info("following the database file again", "was", d.lost)
 		d.lost, d.followBackoff, d.followAt = "", 0, time.Time{}
+		d.w.recordFollowing(d, nil)
 		return nil
 	}
 	if d.opened {

@@ -211,6 +211,33 @@ func (w *Watcher) recordUpload(d *DB, key string, hdr walsync.ObjectHeader, snap
 	w.scheduleIndex(d)
 }
 
+// recordFollowing notes in d's index whether its local file is followed
+// (problem nil) or not, and why: verify reports the latter. Written like
+// any change of the index.
+func (w *Watcher) recordFollowing(d *DB, problem *walsync.IndexProblem) {
+	x := &d.index
+	x.mu.Lock()
+	x.load(d)
+	if (x.idx.NotFollowed == nil) == (problem == nil) {
+		x.mu.Unlock()
+		return
+	}
+	x.idx.NotFollowed = problem
+	x.version++
+	x.mu.Unlock()
+	// Rare and worth knowing at once: written now, not at the next
+	// index interval.
+	if w.indexCtx != nil && !w.indexClosed.Load() && !w.stopping.Load() {
+		go func() {
+			ctx, cancel := context.WithTimeout(w.indexCtx, indexWriteTimeout)
+			defer cancel()
+			if err := w.writeIndex(ctx, d); err != nil {
+				d.log.Warn("could not write the bucket index (an index only)", "key", walsync.StateKey(d.Name), "err", err)
+			}
+		}()
+	}
+}
+
 // scheduleIndex sets d's index timer, unless one is set, nothing is new,
 // or the watcher is not running (tests that upload by hand, shutdown: the
 // final flush writes).

@@ -46,6 +46,10 @@ type IndexReport struct {
 	Detail string `json:"detail"`
 	// Updated is the index's own updated time, when it could be parsed.
 	Updated *time.Time `json:"updated,omitempty"`
+	// NotFollowed: the writer said it could not follow the database's
+	// local file (replaced or removed) since then, and why: nothing new
+	// reaches the bucket meanwhile.
+	NotFollowed *walsync.IndexProblem `json:"not_followed,omitempty"`
 }
 
 // ReadIndex reads name's state.json and checks it: the stored bytes must
@@ -115,6 +119,7 @@ func checkIndex(ctx context.Context, st walsync.Storage, name string, objs []*ve
 	rep := compareIndex(idx, objs)
 	updated := idx.Updated
 	rep.Updated = &updated
+	rep.NotFollowed = idx.NotFollowed
 	return rep
 }
 

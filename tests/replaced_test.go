@@ -165,3 +165,38 @@ func TestWatchSnapshotAndTruncateDoNotWaitForEachOther(t *testing.T) {
 	w.stop()
 	verifyRestore(t, tg, app, src, "app")
 }
+
+// A database file removed under walsync watch and not recreated: verify
+// says that the writer cannot follow it (from the bucket index), and
+// stops saying so once the file is back and followed.
+func TestVerifyReportsUnfollowedDatabase(t *testing.T) {
+	eachTarget(t, func(t *testing.T, tg target) {
+		src := filepath.Join(t.TempDir(), "app.db")
+		createDB(t, src, 4096, "wal", 30)
+		w := startWatch(t, tg.cli, tg.args(src)...)
+		time.Sleep(500 * time.Millisecond)
+		for _, ext := range []string{"", "-wal", "-shm"} {
+			os.Remove(src + ext)
+		}
+		waitLog(t, w, "the database file is gone", 5*time.Second)
+		const warning = "cannot follow the local database file"
+		deadline := time.Now().Add(10 * time.Second)
+		for out := tg.cli.ok(t, tg.args("verify")...); !strings.Contains(out.stdout, warning); out = tg.cli.ok(t, tg.args("verify")...) {
+			if time.Now().After(deadline) {
+				t.Fatalf("verify does not report the unfollowed file:\n%s", out.stdout)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		createDB(t, src, 4096, "wal", 12)
+		waitLog(t, w, "following the database file again", 10*time.Second)
+		deadline = time.Now().Add(10 * time.Second)
+		for out := tg.cli.ok(t, tg.args("verify")...); strings.Contains(out.stdout, warning); out = tg.cli.ok(t, tg.args("verify")...) {
+			if time.Now().After(deadline) {
+				t.Fatalf("verify still reports the file as not followed after it was:\n%s", out.stdout)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		w.stop()
+		verifyRestore(t, tg, openDB(t, src), src, "app")
+	})
+}

@@ -122,6 +122,10 @@ func indexLine(ir restore.IndexReport) string {
 	if ir.State != restore.IndexMatches {
 		line += " (not used: the listing is the truth)"
 	}
+	if nf := ir.NotFollowed; nf != nil {
+		line += fmt.Sprintf("; WARNING: the writer cannot follow the local database file since %s (%s): nothing new is replicated",
+			nf.Since.Format(time.RFC3339), oneLine(nf.Reason))
+	}
 	return line
 }
 
