@@ -968,7 +968,7 @@ func (d *DB) brake() error {
 	if err != nil {
 		return err
 	}
-	defer d.dropSpare() // releases the writers on every path
+	defer d.dropSpare()                    // releases the writers on every path
 	if _, err := d.capture(); err != nil { // most of it, before writers wait
 		return err
 	}
