@@ -135,6 +135,14 @@ type DB struct {
 	lost          string
 
 	ckptActive atomic.Bool // the VFS's application holds the checkpoint lock
+
+	// Failed captures (captureFailed): since when, how many, and when and
+	// at which count the last line was logged.
+	capMu             sync.Mutex
+	capFailingSince   time.Time
+	capFailures       int
+	capFailuresLogged int
+	capLogged         time.Time
 	// unpinned: the pin let go for the VFS application's checkpoint
 	// (Watcher.LetGoForCheckpoint) and is not back yet; nothing reads
 	// the WAL meanwhile. restartProven: a restart seen by the next

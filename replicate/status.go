@@ -144,3 +144,48 @@ func dirExists(dir string) bool {
 	fi, err := os.Stat(filepath.Clean(dir))
 	return err == nil && fi.IsDir()
 }
+
+// captureLogEvery is how often a capture failure that goes on is logged
+// again: a full disk failed every capture, one per application write, and
+// logged each (290 to 780 lines in 10 s, on a disk the log may share).
+const captureLogEvery = time.Minute
+
+// captureFailed logs a failed capture: the first failure at ERROR, then
+// at most one line a minute while captures keep failing (the others at
+// DEBUG), with how many failed since the last line.
+func (d *DB) captureFailed(err error) {
+	d.noteError(err)
+	d.capMu.Lock()
+	now := d.now()
+	if d.capFailingSince.IsZero() {
+		d.capFailingSince = now
+	}
+	d.capFailures++
+	due := d.capLogged.IsZero() || now.Sub(d.capLogged) >= captureLogEvery
+	n := d.capFailures - d.capFailuresLogged
+	if due {
+		d.capLogged, d.capFailuresLogged = now, d.capFailures
+	}
+	d.capMu.Unlock()
+	if due {
+		if n > 1 {
+			d.log.Error("capture failed; retrying on the next change (logged once a minute while it lasts)", "err", err, "failures_since_last_line", n)
+		} else {
+			d.log.Error("capture failed; retrying on the next change (logged once a minute while it lasts)", "err", err)
+		}
+	} else {
+		d.log.Debug("capture failed again", "err", err)
+	}
+}
+
+// captureWorks notes a capture that succeeded: after failures, one line
+// says that capture resumed and after how long.
+func (d *DB) captureWorks() {
+	d.capMu.Lock()
+	since, n := d.capFailingSince, d.capFailures
+	d.capFailingSince, d.capFailures, d.capFailuresLogged, d.capLogged = time.Time{}, 0, 0, time.Time{}
+	d.capMu.Unlock()
+	if !since.IsZero() {
+		d.log.Info("capture works again", "failing_for", d.now().Sub(since).Round(time.Millisecond), "failures", n)
+	}
+}

@@ -548,8 +548,9 @@ func (w *Watcher) syncWorker(ctx context.Context) {
 			w.qmu.Unlock()
 			inBackground(func() {
 				if err := d.sync(ctx); err != nil && ctx.Err() == nil {
-					d.noteError(err)
-					d.log.Error("capture failed; retrying on the next change", "err", err)
+					d.captureFailed(err)
+				} else if err == nil {
+					d.captureWorks()
 				}
 			})
 		}
@@ -898,8 +899,7 @@ func (d *DB) hookFailed(err error) {
 			d.log.Error("new generation failed", "err", err)
 		}
 	} else if err != nil {
-		d.noteError(err)
-		d.log.Error("capture failed; retrying on the next change", "err", err)
+		d.captureFailed(err)
 	}
 }
 
