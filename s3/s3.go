@@ -87,6 +87,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	s3api "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/walsync/walsync"
 )
@@ -229,6 +230,11 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
 		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
 		config.WithRetryer(func() aws.Retryer { return newRetryer(cfg.retryBackoff) }),
+		// The SDK's own log lines ("SDK 2026/... WARN failed to discard
+		// remaining HTTP response body") never reach the user: walsync
+		// reports failures itself.
+		config.WithLogger(logging.Nop{}),
+		config.WithClientLogMode(0),
 	}
 	if cfg.Region != "" {
 		opts = append(opts, config.WithRegion(cfg.Region))
@@ -447,7 +453,12 @@ func (c *Client) Get(ctx context.Context, key string) (io.ReadCloser, walsync.Ob
 	if err != nil {
 		return nil, walsync.ObjectInfo{}, c.opError(ctx, "get", key, err)
 	}
-	return out.Body, walsync.ObjectInfo{
+	size := int64(-1)
+	if out.ContentLength != nil {
+		size = *out.ContentLength
+	}
+	body := &resumingBody{c: c, ctx: ctx, key: key, etag: aws.ToString(out.ETag), size: size, body: out.Body}
+	return body, walsync.ObjectInfo{
 		Key:     key,
 		Size:    aws.ToInt64(out.ContentLength),
 		ModTime: aws.ToTime(out.LastModified),
@@ -563,6 +574,7 @@ func newRetryer(backoff func(int, error) (time.Duration, error)) aws.Retryer {
 		// A certificate that does not verify will not verify on retry.
 		o.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(certificateError)}, o.Retryables...)
 		o.Retryables = append(o.Retryables,
+			retry.IsErrorRetryableFunc(shortBody),
 			retry.RetryableHTTPStatusCode{Codes: map[int]struct{}{
 				http.StatusRequestTimeout: {}, http.StatusTooManyRequests: {},
 				http.StatusInternalServerError: {}, http.StatusBadGateway: {},

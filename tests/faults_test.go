@@ -1,0 +1,75 @@
+package tests
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/walsync/walsync/internal/faultproxy"
+	"github.com/walsync/walsync/internal/testenv"
+)
+
+// Through a proxy in front of MinIO that cuts every third GET's body in
+// half (LIST included) and answers 500 to every tenth GET and 503
+// SlowDown to every other PUT: every restore, list and snapshot
+// succeeds, byte-exact, and no line of the SDK's own logger reaches
+// stderr.
+func TestStorageFaultsRetried(t *testing.T) {
+	env := testenv.S3(t)
+	tg := s3Target(t)
+	src := filepath.Join(t.TempDir(), "app.db")
+	createDB(t, src, 4096, "wal", 300)
+	w := startWatch(t, tg.cli, tg.args(src)...)
+	app := openDB(t, src)
+	app.SetMaxOpenConns(1)
+	for i := 0; i < 8; i++ {
+		insertBatches(t, app, 10*i, 200, 50)
+		exec1(t, app, "SELECT 1") // a pause between segments
+	}
+	w.stop()
+
+	p := faultproxy.StartHTTP(t, env.Endpoint)
+	var gets, puts atomic.Int64
+	p.SetRule(func(r *http.Request) faultproxy.Fault {
+		switch r.Method {
+		case http.MethodGet:
+			n := gets.Add(1)
+			if n%10 == 0 {
+				return faultproxy.Fault{Status: http.StatusInternalServerError, Code: "InternalError"}
+			}
+			if n%3 == 0 {
+				return faultproxy.Fault{CutBody: true}
+			}
+		case http.MethodPut:
+			if puts.Add(1)%2 == 1 {
+				return faultproxy.Fault{Status: http.StatusServiceUnavailable, Code: "SlowDown"}
+			}
+		}
+		return faultproxy.Fault{}
+	})
+	faulty := tg
+	faulty.flags = []string{"--endpoint", p.URL()}
+	want := checkpointed(t, app, src)
+	for i := 0; i < 10; i++ {
+		out := filepath.Join(t.TempDir(), "restored.db")
+		r := faulty.cli.ok(t, faulty.args("restore", "app", "-o", out)...)
+		if strings.Contains(r.stderr, "SDK ") {
+			t.Fatalf("the SDK's own logger reached stderr:\n%s", r.stderr)
+		}
+		got, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustEqualFiles(t, got, src, want)
+	}
+	faulty.cli.ok(t, faulty.args("list")...)
+	faulty.cli.ok(t, faulty.args("snapshot", src, "--name", "again")...)
+	faulty.cli.ok(t, faulty.args("verify")...)
+	t.Logf("faults injected: %d (GETs %d, PUTs %d)", p.Faults.Load(), gets.Load(), puts.Load())
+	if p.Faults.Load() < 20 {
+		t.Fatalf("only %d faults injected: the test did not exercise the retries", p.Faults.Load())
+	}
+}
