@@ -58,6 +58,12 @@ func (d *DB) noteError(err error) {
 type lastErrHolder struct {
 	lastErr     atomic.Pointer[failure]
 	lastDurable atomic.Int64 // unix ns: capture time of the newest uploaded object
+	// Upload stalls (checkUploadStall): since when uploads have not caught
+	// up (unix ns; 0: they have), when the last line was logged, and
+	// whether a stall was reported.
+	upSince  atomic.Int64
+	upLogged atomic.Int64
+	upWarned atomic.Bool
 }
 
 // Status returns the database at path's status (as given to Add).
@@ -188,4 +194,53 @@ func (d *DB) captureWorks() {
 	if !since.IsZero() {
 		d.log.Info("capture works again", "failing_for", d.now().Sub(since).Round(time.Millisecond), "failures", n)
 	}
+}
+
+// uploadStallAfter is how long uploads may make no progress before the
+// watcher says so (then once a minute per database while it lasts).
+const uploadStallAfter = 30 * time.Second
+
+// uploadStarted notes that an object is to be uploaded: the clock of a
+// stall starts with the first one not followed by uploadsCaughtUp.
+func (d *DB) uploadStarted() {
+	if d.upSince.Load() == 0 {
+		d.upSince.Store(d.now().UnixNano())
+	}
+}
+
+// uploadsCaughtUp: everything uploadable is in the bucket. After a stall
+// that was reported, one line says how long it lasted.
+func (d *DB) uploadsCaughtUp() {
+	since := d.upSince.Swap(0)
+	d.upLogged.Store(0)
+	if since == 0 || !d.upWarned.Swap(false) {
+		return
+	}
+	d.log.Info("uploads go through again", "stalled_for", d.now().Sub(time.Unix(0, since)).Round(time.Second))
+}
+
+// checkUploadStall, every second from the watcher's loop: uploads that
+// have not caught up for uploadStallAfter are reported (an endpoint that
+// accepts connections and never answers left no trace in the log), then
+// once a minute while it lasts.
+func (d *DB) checkUploadStall() {
+	since := d.upSince.Load()
+	if since == 0 {
+		return
+	}
+	now := d.now()
+	stalled := now.Sub(time.Unix(0, since))
+	if stalled < uploadStallAfter {
+		return
+	}
+	if last := d.upLogged.Load(); last != 0 && now.Sub(time.Unix(0, last)) < time.Minute {
+		return
+	}
+	d.upLogged.Store(now.UnixNano())
+	d.upWarned.Store(true)
+	args := []any{"for", stalled.Round(time.Second)}
+	if f := d.lastErr.Load(); f != nil {
+		args = append(args, "last_error", f.msg)
+	}
+	d.log.Warn("uploads are not getting through to the bucket; captured commits wait in the spool (logged once a minute while it lasts)", args...)
 }

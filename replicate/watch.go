@@ -350,6 +350,7 @@ loop:
 				if w.SnapshotInterval > 0 && d.snapshotDue() {
 					go inBackground(func() { w.runSnapshot(syncCtx, d) })
 				}
+				d.checkUploadStall()
 			}
 		}
 	}
@@ -647,6 +648,7 @@ func (w *Watcher) uploadAll(ctx context.Context, d *DB) error {
 		if e.Open || (e.Snapshot && e.Seq >= d.snapCommitted.Load()) || (!e.Snapshot && e.Seq >= d.committed.Load()) {
 			break // not yet sealed and recorded in state.json; a later pass takes it
 		}
+		d.uploadStarted()
 		if err := w.uploadEntry(ctx, d, e); err != nil {
 			return err
 		}
@@ -655,6 +657,7 @@ func (w *Watcher) uploadAll(ctx context.Context, d *DB) error {
 		}
 		d.signalUploaded()
 	}
+	d.uploadsCaughtUp()
 	return nil
 }
 

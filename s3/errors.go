@@ -49,6 +49,10 @@ func (c *Client) opError(ctx context.Context, op, key string, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return wrap(nil, "%v", ctxErr)
 	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		// The operation's own deadline (deadline.go), not the caller's.
+		return wrap(nil, "no answer in time from %s (the operation's deadline, %v, passed; retries included)", c.endpointName(), opBudget)
+	}
 
 	status := 0
 	var respErr *smithyhttp.ResponseError
@@ -160,4 +164,12 @@ func lastClause(s string) string {
 		return s[i+2:]
 	}
 	return s
+}
+
+// endpointName names the server in messages: the custom endpoint, or AWS.
+func (c *Client) endpointName() string {
+	if c.endpoint != "" {
+		return c.endpoint
+	}
+	return "AWS S3"
 }

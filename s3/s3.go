@@ -46,17 +46,24 @@
 // Requests to Tigris carry X-Tigris-Consistent: true.
 //
 // All Clients of a process share one HTTP transport (connect timeout 3 s,
-// TLS handshake 5 s, response headers due 30 s after a request is sent,
+// TLS handshake 5 s, response headers due 10 s after a request is sent,
 // pooled idle connections), unless a CA bundle is configured: then the SDK
-// derives a transport trusting it for each Client. Reading a body has no
-// timeout of its own: the caller's context bounds it.
+// derives a transport trusting it for each Client. Every operation has a
+// deadline, its retries included, that fits its size: 25 s, plus a second
+// per 512 KiB an upload carries (deadline.go); a GET's answer must begin
+// within the 25 s, and its body may then stall 30 s between bytes at most
+// before the rest is asked for again (resume.go). So an endpoint that
+// accepts connections and never answers fails a list, a stat or a small
+// upload within 25 s.
 //
 // # Retries and errors
 //
 // Requests are retried on 408, 429, 5xx, RequestTimeout, RequestCanceled
 // (Tigris sheds load with it) and SlowDown, with jittered exponential backoff,
-// five attempts at most and no client-side retry quota, so that a server
-// that cannot be reached fails an operation in about 20 seconds at worst.
+// five attempts at most (within the operation's deadline) and no
+// client-side retry quota. A body cut short (the connection reset, or fewer
+// bytes than announced) is retried too: a LIST or an error answer as a
+// whole, an object's body from where it broke off (resume.go).
 // Errors are one line naming the operation and the object
 // (put s3://bucket/prefix/key: ...) and wrap walsync's sentinels:
 // fs.ErrNotExist, walsync.ErrExists, ErrChecksum, ErrBucketNotFound,
@@ -112,7 +119,7 @@ const (
 	baseDelay             = 250 * time.Millisecond
 	dialTimeout           = 3 * time.Second
 	tlsHandshakeTimeout   = 5 * time.Second
-	responseHeaderTimeout = 30 * time.Second
+	responseHeaderTimeout = 10 * time.Second
 	abortTimeout          = time.Minute
 )
 
@@ -273,6 +280,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		if isTigris(host) {
 			o.APIOptions = append(o.APIOptions, addHeader("X-Tigris-Consistent", "true"))
 		}
+		o.APIOptions = append(o.APIOptions, addDeadline)
 		// Use the configured transport as it is: the SDK would otherwise
 		// derive a copy (a transport of its own) for each Client.
 		o.HTTPClient = awsCfg.HTTPClient
@@ -449,15 +457,25 @@ func (c *Client) Get(ctx context.Context, key string) (io.ReadCloser, walsync.Ob
 	if err := validKey(key); err != nil {
 		return nil, walsync.ObjectInfo{}, fmt.Errorf("get %s: %w", c.url(key), err)
 	}
-	out, err := c.api.GetObject(ctx, &s3api.GetObjectInput{Bucket: aws.String(c.bucket), Key: c.objectKey(key)})
+	// The body outlives the call: the deadline covers the answer's start
+	// only (getCtx), the body has its idle limit (resumingBody).
+	gctx, stopGet, cancel := getCtx(ctx)
+	out, err := c.api.GetObject(gctx, &s3api.GetObjectInput{Bucket: aws.String(c.bucket), Key: c.objectKey(key)})
+	if !stopGet() {
+		err = fmt.Errorf("no answer within %v: %w", opBudget, context.DeadlineExceeded)
+		if out != nil {
+			out.Body.Close()
+		}
+	}
 	if err != nil {
+		cancel()
 		return nil, walsync.ObjectInfo{}, c.opError(ctx, "get", key, err)
 	}
 	size := int64(-1)
 	if out.ContentLength != nil {
 		size = *out.ContentLength
 	}
-	body := &resumingBody{c: c, ctx: ctx, key: key, etag: aws.ToString(out.ETag), size: size, body: out.Body}
+	body := newResumingBody(c, ctx, key, aws.ToString(out.ETag), size, out.Body, cancel)
 	return body, walsync.ObjectInfo{
 		Key:     key,
 		Size:    aws.ToInt64(out.ContentLength),

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/walsync/walsync/internal/faultproxy"
 	"github.com/walsync/walsync/internal/testenv"
@@ -72,4 +73,41 @@ func TestStorageFaultsRetried(t *testing.T) {
 	if p.Faults.Load() < 20 {
 		t.Fatalf("only %d faults injected: the test did not exercise the retries", p.Faults.Load())
 	}
+}
+
+// An endpoint that accepts connections and never answers: `walsync list`
+// fails (the docs say within 25 s; it took 151 s), and `walsync watch`
+// says within 30 s that uploads are not getting through, then when they
+// go through again; the restore is exact.
+func TestSilentEndpoint(t *testing.T) {
+	env := testenv.S3(t)
+	tg := s3Target(t)
+	p := faultproxy.Start(t, env.Endpoint)
+	silent := tg
+	silent.flags = []string{"--endpoint", p.URL()}
+	src := filepath.Join(t.TempDir(), "app.db")
+	createDB(t, src, 4096, "wal", 100)
+	w := startWatch(t, silent.cli, silent.args(src)...)
+	app := openDB(t, src)
+	app.SetMaxOpenConns(1)
+	insertBatches(t, app, 1, 50, 10)
+	time.Sleep(1500 * time.Millisecond)
+	p.Set(faultproxy.Blackhole)
+	start := time.Now()
+	r := silent.cli.run(t, silent.args("list")...)
+	took := time.Since(start)
+	t.Logf("list against a silent endpoint failed after %v: %s", took.Round(time.Second), strings.TrimSpace(r.stderr))
+	if r.code == 0 {
+		t.Fatal("list against a silent endpoint succeeded")
+	}
+	if took > 60*time.Second {
+		t.Fatalf("list against a silent endpoint took %v to fail (the docs say 25 s)", took)
+	}
+	insertBatches(t, app, 2, 50, 10)
+	waitLog(t, w, "uploads are not getting through", 45*time.Second)
+	p.Set(faultproxy.Pass)
+	waitLog(t, w, "uploads go through again", 90*time.Second)
+	w.cmd.Process.Signal(os.Interrupt)
+	<-w.done
+	verifyRestore(t, tg, app, src, "app")
 }
