@@ -111,3 +111,44 @@ func TestSilentEndpoint(t *testing.T) {
 	<-w.done
 	verifyRestore(t, tg, app, src, "app")
 }
+
+// A TLS endpoint that rejects aws-chunked uploads, as Tigris, R2, B2 and
+// Hetzner do (and slow: every request held 20 ms): watch, snapshot,
+// restore and verify work through it, and no upload is rejected.
+func TestTLSEndpointRejectingAWSChunked(t *testing.T) {
+	env := testenv.S3(t)
+	tg := s3Target(t)
+	p := faultproxy.StartHTTPS(t, env.Endpoint)
+	var rejected atomic.Int64
+	p.SetRule(func(r *http.Request) faultproxy.Fault {
+		f := faultproxy.RejectAWSChunked(r)
+		if f.Status != 0 {
+			rejected.Add(1)
+		}
+		f.Delay = 20 * time.Millisecond
+		return f
+	})
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, p.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	strict := tg
+	strict.cli = &cli{env: append(append([]string{}, tg.cli.env...), "AWS_CA_BUNDLE="+ca)}
+	strict.flags = []string{"--endpoint", p.URL()}
+	src := filepath.Join(t.TempDir(), "app.db")
+	createDB(t, src, 4096, "wal", 200)
+	w := startWatch(t, strict.cli, strict.args(src)...)
+	app := openDB(t, src)
+	app.SetMaxOpenConns(1)
+	for i := 0; i < 5; i++ {
+		insertBatches(t, app, 10*i, 100, 25)
+		time.Sleep(300 * time.Millisecond)
+	}
+	w.stop()
+	strict.cli.ok(t, strict.args("snapshot", src, "--name", "manual")...)
+	verifyRestore(t, strict, app, src, "app")
+	strict.cli.ok(t, strict.args("verify")...)
+	if n := rejected.Load(); n > 0 {
+		t.Fatalf("%d uploads in aws-chunked encoding were sent (and rejected)", n)
+	}
+}

@@ -1,18 +1,23 @@
 package faultproxy
 
 import (
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Fault is what the HTTP proxy does to one request.
 type Fault struct {
+	// Delay holds the request this long before anything else.
+	Delay time.Duration
 	// Status, when not 0, answers the request with this status and an S3
 	// error body of Code (SlowDown, InternalError, RequestTimeout)
 	// without passing it on.
@@ -35,7 +40,30 @@ type HTTPProxy struct {
 
 // StartHTTP starts an HTTP proxy to target (http://host:port) and stops it
 // when the test ends. With no rule it passes everything on.
-func StartHTTP(t testing.TB, target string) *HTTPProxy {
+func StartHTTP(t testing.TB, target string) *HTTPProxy { return start(t, target, false) }
+
+// StartHTTPS is StartHTTP over TLS, with a certificate of its own
+// (CertPEM: point AWS_CA_BUNDLE at it).
+func StartHTTPS(t testing.TB, target string) *HTTPProxy { return start(t, target, true) }
+
+// CertPEM is the TLS proxy's certificate, PEM-encoded.
+func (p *HTTPProxy) CertPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.srv.Certificate().Raw})
+}
+
+// RejectAWSChunked is a rule that answers 400, as Tigris, R2, B2 and
+// Hetzner do, to an upload whose body is in aws-chunked encoding (a
+// streaming signature, or trailing checksums), and passes the rest on.
+func RejectAWSChunked(r *http.Request) Fault {
+	if strings.Contains(r.Header.Get("Content-Encoding"), "aws-chunked") ||
+		strings.HasPrefix(r.Header.Get("X-Amz-Content-Sha256"), "STREAMING-") ||
+		r.Header.Get("X-Amz-Decoded-Content-Length") != "" || r.Header.Get("X-Amz-Trailer") != "" {
+		return Fault{Status: http.StatusBadRequest, Code: "NotImplemented"}
+	}
+	return Fault{}
+}
+
+func start(t testing.TB, target string, useTLS bool) *HTTPProxy {
 	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {
@@ -52,8 +80,11 @@ func StartHTTP(t testing.TB, target string) *HTTPProxy {
 		},
 		ErrorLog: nil,
 	}
-	p.srv = httptest.NewServer(p)
-	p.srv.Config.ErrorLog = nil
+	if useTLS {
+		p.srv = httptest.NewTLSServer(p)
+	} else {
+		p.srv = httptest.NewServer(p)
+	}
 	t.Cleanup(p.srv.Close)
 	return p
 }
@@ -74,6 +105,9 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var f Fault
 	if rule := p.rule.Load(); rule != nil {
 		f = (*rule)(r)
+	}
+	if f.Delay > 0 {
+		time.Sleep(f.Delay)
 	}
 	switch {
 	case f.Status != 0:
