@@ -6,16 +6,26 @@
 //
 //	go build -o bin/walsync ./cmd/walsync && go build -o bin/killsoak ./bench/killsoak
 //	bin/killsoak -walsync bin/walsync -kills 100
+//
+// With -s3 (under scripts/minio.sh run, which exports the server's
+// address and credentials) the bucket is MinIO, reached through a proxy
+// that injects storage faults: cut GET bodies, 500s, 503 SlowDown on PUTs,
+// added latency; and a restore runs every -restore-every during the load
+// (each must succeed and pass integrity_check). -duration runs kills until
+// that time has passed instead of a count: bench/soak.sh is the 10-minute
+// version.
 package main
 
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"database/sql"
 	"flag"
 	"fmt"
 	"log"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,7 +36,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	s3api "github.com/aws/aws-sdk-go-v2/service/s3"
 	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/walsync/walsync/internal/faultproxy"
+	"github.com/walsync/walsync/internal/testenv"
 )
 
 var (
@@ -35,6 +50,9 @@ var (
 	every      = flag.Int("truncate-every", 200, "commits between the application's TRUNCATE checkpoints")
 	pause      = flag.Duration("pause", 2*time.Millisecond, "pause between the application's commits")
 	alive      = flag.Duration("alive", 1500*time.Millisecond, "how long watch runs before a kill, at most (at least a fifth of it)")
+	duration   = flag.Duration("duration", 0, "kill until this much time has passed (instead of -kills)")
+	useS3      = flag.Bool("s3", false, "replicate to MinIO (WALSYNC_TEST_S3_*) through a fault-injecting proxy")
+	restoreEv  = flag.Duration("restore-every", 20*time.Second, "with -s3: a restore during the load this often")
 )
 
 var (
@@ -52,6 +70,16 @@ func main() {
 	defer os.RemoveAll(dir)
 	src := filepath.Join(dir, "app.db")
 	bucket := "file://" + filepath.Join(dir, "bucket")
+	var extra []string // flags of every walsync command
+	var proxy *faultproxy.HTTPProxy
+	if *useS3 {
+		var err error
+		bucket, extra, proxy, err = s3Bucket()
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer proxy.Close()
+	}
 	db, err := sql.Open("sqlite3", "file:"+src+"?_busy_timeout=30000")
 	if err != nil {
 		log.Fatal(err)
@@ -84,7 +112,7 @@ func main() {
 	}()
 	var logs bytes.Buffer
 	run := func() *exec.Cmd {
-		cmd := exec.Command(*walsyncBin, "watch", src, "-b", bucket)
+		cmd := exec.Command(*walsyncBin, append([]string{"watch", src, "-b", bucket}, extra...)...)
 		out, _ := cmd.StderrPipe()
 		if err := cmd.Start(); err != nil {
 			log.Fatal(err)
@@ -98,11 +126,26 @@ func main() {
 		return cmd
 	}
 	start := time.Now()
-	for i := 0; i < *kills; i++ {
+	killed, restores := 0, 0
+	lastRestore := time.Now()
+	for (*duration == 0 && killed < *kills) || (*duration > 0 && time.Since(start) < *duration) {
 		cmd := run()
 		time.Sleep(*alive/5 + time.Duration(rand.Int64N(int64(*alive)*4/5)))
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
+		killed++
+		if *useS3 && time.Since(lastRestore) >= *restoreEv {
+			lastRestore = time.Now()
+			out := filepath.Join(dir, fmt.Sprintf("during-%d.db", restores))
+			if b, err := exec.Command(*walsyncBin, append([]string{"restore", "app", "-o", out, "-b", bucket}, extra...)...).CombinedOutput(); err != nil {
+				log.Fatalf("restore during the load: %v\n%s", err, b)
+			}
+			if err := integrityOK(out); err != nil {
+				log.Fatalf("restore during the load: %v", err)
+			}
+			os.Remove(out)
+			restores++
+		}
 	}
 	cmd := run()
 	time.Sleep(time.Second)
@@ -125,7 +168,7 @@ func main() {
 		log.Fatal(err)
 	}
 	out := filepath.Join(dir, "restored.db")
-	if b, err := exec.Command(*walsyncBin, "restore", "app", "-o", out, "-b", bucket).CombinedOutput(); err != nil {
+	if b, err := exec.Command(*walsyncBin, append([]string{"restore", "app", "-o", out, "-b", bucket}, extra...)...).CombinedOutput(); err != nil {
 		log.Fatalf("restore: %v\n%s", err, b)
 	}
 	got, err := os.ReadFile(out)
@@ -143,7 +186,10 @@ func main() {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	fmt.Printf("kills: %d in %v; commits: %d; application TRUNCATEs: %d\n", *kills, time.Since(start).Round(time.Second), commits.Load(), truncates.Load())
+	fmt.Printf("kills: %d in %v; commits: %d; application TRUNCATEs: %d\n", killed, time.Since(start).Round(time.Second), commits.Load(), truncates.Load())
+	if proxy != nil {
+		fmt.Printf("storage faults injected: %d; restores during the load: %d, all ok\n", proxy.Faults.Load(), restores)
+	}
 	total := 0
 	for _, k := range keys {
 		total += reasons[k]
@@ -154,4 +200,65 @@ func main() {
 		log.Fatalf("restore differs from the source: %d bytes against %d", len(got), len(want))
 	}
 	fmt.Printf("restore: byte-identical to the source (%d bytes)\n", len(got))
+}
+
+// s3Bucket makes a bucket on the MinIO of WALSYNC_TEST_S3_* and a fault
+// proxy in front of it; it returns the bucket URL and the flags that
+// reach it through the proxy (the credentials go to the environment).
+func s3Bucket() (string, []string, *faultproxy.HTTPProxy, error) {
+	endpoint := os.Getenv("WALSYNC_TEST_S3_ENDPOINT")
+	if endpoint == "" {
+		return "", nil, nil, fmt.Errorf("-s3 needs a MinIO: run under scripts/minio.sh run")
+	}
+	os.Setenv("AWS_ACCESS_KEY_ID", os.Getenv("WALSYNC_TEST_S3_ACCESS_KEY"))
+	os.Setenv("AWS_SECRET_ACCESS_KEY", os.Getenv("WALSYNC_TEST_S3_SECRET_KEY"))
+	os.Setenv("AWS_REGION", "us-east-1")
+	name := fmt.Sprintf("killsoak-%d", time.Now().UnixNano())
+	if err := makeBucket(endpoint, name); err != nil {
+		return "", nil, nil, err
+	}
+	p, err := faultproxy.NewHTTP(endpoint, false)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	var n atomic.Int64
+	p.SetRule(func(r *http.Request) faultproxy.Fault {
+		i := n.Add(1)
+		f := faultproxy.Fault{Delay: 10 * time.Millisecond}
+		switch {
+		case r.Method == http.MethodGet && i%20 == 0:
+			f.CutBody = true
+		case r.Method == http.MethodGet && i%20 == 7:
+			f.Status, f.Code = http.StatusInternalServerError, "InternalError"
+		case r.Method == http.MethodPut && i%5 == 0:
+			f.Status, f.Code = http.StatusServiceUnavailable, "SlowDown"
+		}
+		return f
+	})
+	return "s3://" + name + "/soak", []string{"--endpoint", p.URL()}, p, nil
+}
+
+// integrityOK runs PRAGMA integrity_check on the database at path.
+func integrityOK(path string) error {
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var ok string
+	if err := db.QueryRow("PRAGMA integrity_check").Scan(&ok); err != nil {
+		return err
+	}
+	if ok != "ok" {
+		return fmt.Errorf("integrity_check of %s: %s", path, ok)
+	}
+	return nil
+}
+
+// makeBucket creates the bucket on MinIO with the raw SDK.
+func makeBucket(endpoint, name string) error {
+	env := testenv.S3Env{Endpoint: endpoint, AccessKey: os.Getenv("WALSYNC_TEST_S3_ACCESS_KEY"),
+		SecretKey: os.Getenv("WALSYNC_TEST_S3_SECRET_KEY"), Region: testenv.Region}
+	_, err := env.Client().CreateBucket(context.Background(), &s3api.CreateBucketInput{Bucket: aws.String(name)})
+	return err
 }

@@ -3,6 +3,8 @@ package faultproxy
 import (
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -65,9 +67,23 @@ func RejectAWSChunked(r *http.Request) Fault {
 
 func start(t testing.TB, target string, useTLS bool) *HTTPProxy {
 	t.Helper()
-	u, err := url.Parse(target)
+	p, err := NewHTTP(target, useTLS)
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// Close stops the proxy.
+func (p *HTTPProxy) Close() { p.srv.Close() }
+
+// NewHTTP starts an HTTP (or, with useTLS, HTTPS) proxy to target; Close
+// stops it. For programs (bench/); tests use StartHTTP.
+func NewHTTP(target string, useTLS bool) (*HTTPProxy, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, err
 	}
 	p := &HTTPProxy{}
 	p.rp = &httputil.ReverseProxy{
@@ -78,15 +94,15 @@ func start(t testing.TB, target string, useTLS bool) *HTTPProxy {
 			pr.Out.URL.Host = u.Host
 			pr.Out.Host = pr.In.Host
 		},
-		ErrorLog: nil,
+		// A client that goes away (killed, timed out) is expected here.
+		ErrorLog: log.New(io.Discard, "", 0),
 	}
 	if useTLS {
 		p.srv = httptest.NewTLSServer(p)
 	} else {
 		p.srv = httptest.NewServer(p)
 	}
-	t.Cleanup(p.srv.Close)
-	return p
+	return p, nil
 }
 
 // URL is the proxy's endpoint.
