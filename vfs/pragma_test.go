@@ -245,7 +245,7 @@ func TestCheckpointsRaceWriters(t *testing.T) {
 		busy := 0
 		for i := 0; i < 150; i++ {
 			var bz, l, c int
-			if err := ckpt.QueryRow("PRAGMA wal_checkpoint(" + []string{"TRUNCATE", "RESTART", "FULL"}[i%3] + ")").Scan(&bz, &l, &c); err != nil {
+			if err := ckpt.QueryRow("PRAGMA wal_checkpoint("+[]string{"TRUNCATE", "RESTART", "FULL"}[i%3]+")").Scan(&bz, &l, &c); err != nil {
 				t.Fatal(err)
 			}
 			busy += bz
