@@ -3,8 +3,9 @@
 # application writing with TRUNCATE checkpoints, `walsync watch` killed
 # with SIGKILL every 0.3-1.5 s, MinIO behind a proxy that cuts GET bodies,
 # answers 500 and 503 SlowDown and adds latency, a restore every 20 s
-# during the load (each checked with integrity_check), and a final restore
-# that must equal the source byte for byte. Prints the counts of kills,
+# during the load (each checked with integrity_check), and, once the last
+# watch has caught up (its spool empty), a final restore that must equal
+# the source byte for byte. Prints the counts of kills,
 # faults, generations and restores.
 #
 #   bench/soak.sh                  # 10 minutes

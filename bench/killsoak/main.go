@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -53,6 +54,7 @@ var (
 	duration   = flag.Duration("duration", 0, "kill until this much time has passed (instead of -kills)")
 	useS3      = flag.Bool("s3", false, "replicate to MinIO (WALSYNC_TEST_S3_*) through a fault-injecting proxy")
 	restoreEv  = flag.Duration("restore-every", 20*time.Second, "with -s3: a restore during the load this often")
+	catchUp    = flag.Bool("catch-up", true, "let the last watch empty its spool before stopping it (false: stop it 1.5 s after the load, as before)")
 )
 
 var (
@@ -147,6 +149,7 @@ func main() {
 			restores++
 		}
 	}
+	finalLogs := logs.Len()
 	cmd := run()
 	time.Sleep(time.Second)
 	stop.Store(true)
@@ -154,10 +157,23 @@ func main() {
 	if appErr != nil {
 		log.Fatalf("the application failed: %v", appErr)
 	}
+	// Caught up (the contract's condition for an exact restore): nothing
+	// captured is left in the spool, the last commits included.
 	time.Sleep(1500 * time.Millisecond)
+	spoolDir := filepath.Join(dir, ".app.db-walsync")
+	for waited := time.Now(); *catchUp; time.Sleep(200 * time.Millisecond) {
+		if pendingInSpool(spoolDir) == 0 {
+			break
+		}
+		if time.Since(waited) > 5*time.Minute {
+			log.Printf("the last watch has not caught up after 5 minutes (%d objects in the spool)", pendingInSpool(spoolDir))
+			break
+		}
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait()
+	waitErr := cmd.Wait()
 	time.Sleep(100 * time.Millisecond)
+	finalLog := logs.String()[finalLogs:]
 	// The truth: the source after TRUNCATE.
 	if _, err := db.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
 		log.Fatal(err)
@@ -197,7 +213,17 @@ func main() {
 	}
 	fmt.Printf("generations started: %d (the first run's included)\n", total)
 	if !bytes.Equal(got, want) {
-		log.Fatalf("restore differs from the source: %d bytes against %d", len(got), len(want))
+		var tail []string
+		for _, l := range strings.Split(finalLog, "\n") {
+			if !strings.Contains(l, "level=DEBUG") {
+				tail = append(tail, l)
+			}
+		}
+		if len(tail) > 40 {
+			tail = tail[len(tail)-40:]
+		}
+		log.Fatalf("restore differs from the source: %d bytes against %d; the last watch exited with %v and logged:\n%s",
+			len(got), len(want), waitErr, strings.Join(tail, "\n"))
 	}
 	fmt.Printf("restore: byte-identical to the source (%d bytes)\n", len(got))
 }
@@ -261,4 +287,23 @@ func makeBucket(endpoint, name string) error {
 		SecretKey: os.Getenv("WALSYNC_TEST_S3_SECRET_KEY"), Region: testenv.Region}
 	_, err := env.Client().CreateBucket(context.Background(), &s3api.CreateBucketInput{Bucket: aws.String(name)})
 	return err
+}
+
+// pendingInSpool counts the captured objects a spool holds (snapshots,
+// segments, open segments) that are not in the bucket yet.
+func pendingInSpool(dir string) int {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, de := range des {
+		name := de.Name()
+		if strings.HasSuffix(name, ".segment") || strings.HasSuffix(name, ".snapshot") || strings.HasSuffix(name, ".open") {
+			if fi, err := de.Info(); err == nil && !(strings.HasSuffix(name, ".open") && fi.Size() == 0) {
+				n++
+			}
+		}
+	}
+	return n
 }
