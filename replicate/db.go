@@ -1050,7 +1050,11 @@ func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 	}
 	pos := d.st.Pos
 	var restart *wal.Header // the open segment goes on across a WAL restart
-	if !pos.HeaderKnown || h.Salt1 != pos.Salt1 || h.Salt2 != pos.Salt2 {
+	if pos.HeaderKnown && h.Salt1 == pos.Salt1 && h.Salt2 == pos.Salt2 {
+		// No restart since the position: one that comes later is not the
+		// one a checkpoint without the pin may have made.
+		d.restartProven = false
+	} else {
 		// The WAL was restarted (one or more times) or had no header.
 		// proven: the position is frame 0 of the WAL the wal-index opened
 		// with these salts, recorded under a mark-0 pin (noteEmptyWAL).
@@ -1140,9 +1144,6 @@ func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 // the position until it is sealed. Called with d.mu held.
 func (d *DB) noteEmptyWAL(h walIndexHeader, pos position) error {
 	if !d.atZero || pos.startsWAL(h.Salt1, h.Salt2) || (d.seg != nil && d.seg.n > 0) || (h.Salt1 == 0 && h.Salt2 == 0) {
-		return nil
-	}
-	if pos.HeaderKnown && pos.Salt1 == h.Salt1 && pos.Salt2 == h.Salt2 {
 		return nil
 	}
 	d.st.Pos = position{IdxSalt1: h.Salt1, IdxSalt2: h.Salt2, DBPages: pos.DBPages}

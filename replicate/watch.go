@@ -270,7 +270,6 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 
 	notify, err := w.startNotify()
-
 	poll := w.PollInterval
 	if poll <= 0 {
 		poll = time.Second
@@ -863,6 +862,9 @@ func (w *Watcher) ResumeAfterCheckpoint(path string) {
 		return
 	}
 	d.unpinned = false
+	// Until a pin's mark is known, no restart is taken as continuous: the
+	// next capture that meets one starts a new generation.
+	d.atZero = false
 	if err := d.pins[d.cur].begin(); err != nil {
 		d.log.Warn("could not pin the WAL again after the application's checkpoint", "err", err)
 		return
