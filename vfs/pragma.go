@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/walsync/walsync/replicate"
 )
@@ -82,16 +80,10 @@ func pragma(id int64, name, arg string, mxFrame, salt1 uint32) (string, int) {
 // flush waits until every transaction committed to d so far (up to the
 // wal-index header mxFrame, salt1) is durable in the bucket.
 func (d *database) flush(ctx context.Context, mxFrame, salt1 uint32) error {
-	d.mu.Lock()
-	w := d.w
-	d.mu.Unlock()
-	if w == nil {
-		w = d.waitStarted(ctx)
-	}
-	if w != nil {
+	if w := d.ownWatcher(ctx); w != nil {
 		return w.Durable(ctx, d.path)
 	}
-	if d.needWAL != nil && atomic.LoadInt32((*int32)(unsafe.Pointer(d.needWAL))) != 0 {
+	if d.needsWAL() {
 		return fmt.Errorf("%s is not in WAL mode (yet): nothing of it is replicated", d.path)
 	}
 	if !replicate.OwnedElsewhere(d.path) {

@@ -380,7 +380,7 @@ func open(path string, zName *C.char, walMode, hasContent bool) (*database, erro
 			d.retryOwnership(err)
 		}
 	} else {
-		atomic.StoreInt32((*int32)(unsafe.Pointer(d.needWAL)), 1)
+		d.setNeedsWAL(true)
 		// Nothing to start yet; a bucket that is wrong for good fails
 		// the open as for a WAL database.
 		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
@@ -438,13 +438,13 @@ func (d *database) switchToWAL() bool {
 // snapshot holds everything written so far.
 func wroteRollback(id int64) {
 	d := lookup(id)
-	if d == nil || atomic.LoadInt32((*int32)(unsafe.Pointer(d.needWAL))) == 0 {
+	if d == nil || !d.needsWAL() {
 		return
 	}
 	if !d.switchToWAL() {
 		return
 	}
-	atomic.StoreInt32((*int32)(unsafe.Pointer(d.needWAL)), 0)
+	d.setNeedsWAL(false)
 	d.mu.Lock()
 	d.wal = true
 	d.mu.Unlock()
@@ -453,6 +453,37 @@ func wroteRollback(id int64) {
 			d.retryOwnership(err)
 		}
 	}()
+}
+
+// needsWAL reads the shim's needWAL word: the database is not in WAL mode
+// yet (as far as walsync switched it).
+func (d *database) needsWAL() bool {
+	return d.needWAL != nil && atomic.LoadInt32((*int32)(unsafe.Pointer(d.needWAL))) != 0
+}
+
+// setNeedsWAL writes the shim's needWAL word.
+func (d *database) setNeedsWAL(v bool) {
+	var n int32
+	if v {
+		n = 1
+	}
+	atomic.StoreInt32((*int32)(unsafe.Pointer(d.needWAL)), n)
+}
+
+// watcher is the watcher replicating d in this process, or nil.
+func (d *database) watcher() *replicate.Watcher {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.w
+}
+
+// ownWatcher is d's watcher, waiting (within ctx) for a start under way;
+// nil when this process does not replicate d.
+func (d *database) ownWatcher(ctx context.Context) *replicate.Watcher {
+	if w := d.watcher(); w != nil {
+		return w
+	}
+	return d.waitStarted(ctx)
 }
 
 // freeWords frees the shim's words once no connection can read them.
@@ -734,13 +765,7 @@ func syncCommit(id int64, mxFrame, salt1 uint32) int {
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.syncTimeout)
 	defer cancel()
 	var err error
-	d.mu.Lock()
-	w := d.w
-	d.mu.Unlock()
-	if w == nil {
-		w = d.waitStarted(ctx)
-	}
-	if w != nil {
+	if w := d.ownWatcher(ctx); w != nil {
 		err = w.Durable(ctx, d.path)
 	} else {
 		// Another process replicates the database: wait until it has
@@ -835,9 +860,7 @@ func acquire(id int64, mxFrame, nBackfill uint32) bool {
 // checkpoint lock.
 func checkpoint(id int64, start bool) {
 	if d := lookup(id); d != nil {
-		d.mu.Lock()
-		w := d.w
-		d.mu.Unlock()
+		w := d.watcher()
 		switch {
 		case w == nil:
 		case start:
@@ -856,9 +879,7 @@ func checkpointLetGo(id int64) bool {
 	if d == nil {
 		return false
 	}
-	d.mu.Lock()
-	w := d.w
-	d.mu.Unlock()
+	w := d.watcher()
 	if w == nil {
 		return false
 	}
@@ -870,10 +891,7 @@ func checkpointLetGo(id int64) bool {
 // checkpoint lock is released.
 func checkpointResume(id int64) {
 	if d := lookup(id); d != nil {
-		d.mu.Lock()
-		w := d.w
-		d.mu.Unlock()
-		if w != nil {
+		if w := d.watcher(); w != nil {
 			w.ResumeAfterCheckpoint(d.path)
 		}
 	}
