@@ -2,6 +2,7 @@ package s3
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -67,4 +68,24 @@ func getCtx(ctx context.Context) (gctx context.Context, stop func() bool, cancel
 		cancel()
 	})
 	return gctx, func() bool { return t.Stop() || !late.Load() }, cancel
+}
+
+// getObject runs GetObject with the deadline of getCtx: an answer that
+// has not begun within opBudget is an error. The returned cancel ends the
+// request's context once its body is done with (the body's Close).
+func (c *Client) getObject(ctx context.Context, in *s3api.GetObjectInput) (*s3api.GetObjectOutput, context.CancelFunc, error) {
+	gctx, stop, cancel := getCtx(ctx)
+	out, err := c.api.GetObject(gctx, in)
+	if !stop() {
+		// Cut at the deadline: whatever the call says, the answer was late.
+		if err == nil {
+			out.Body.Close()
+		}
+		err = fmt.Errorf("no answer within %v: %w", opBudget, context.DeadlineExceeded)
+	}
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return out, cancel, nil
 }

@@ -91,22 +91,17 @@ func (r *resumingBody) Read(p []byte) (int, error) {
 			return 0, r.ctx.Err()
 		case <-time.After(time.Duration(r.resumed) * 100 * time.Millisecond):
 		}
-		gctx, stop, cancel := getCtx(r.ctx)
-		r.cancels = append(r.cancels, cancel)
-		out, gerr := r.c.api.GetObject(gctx, &s3api.GetObjectInput{
+		out, cancel, gerr := r.c.getObject(r.ctx, &s3api.GetObjectInput{
 			Bucket:  aws.String(r.c.bucket),
 			Key:     r.c.objectKey(r.key),
 			Range:   aws.String(fmt.Sprintf("bytes=%d-", r.read)),
 			IfMatch: aws.String(r.etag),
 		})
-		if !stop() && gerr == nil {
-			out.Body.Close()
-			gerr = fmt.Errorf("no answer within %v: %w", opBudget, context.DeadlineExceeded)
-		}
 		if gerr != nil {
 			return 0, fmt.Errorf("get %s: body cut short after %d bytes (%v), and the rest could not be read: %w",
 				r.c.url(r.key), r.read, err, r.c.opError(r.ctx, "get", r.key, gerr))
 		}
+		r.cancels = append(r.cancels, cancel)
 		r.mu.Lock()
 		r.body = out.Body
 		r.mu.Unlock()

@@ -459,16 +459,8 @@ func (c *Client) Get(ctx context.Context, key string) (io.ReadCloser, walsync.Ob
 	}
 	// The body outlives the call: the deadline covers the answer's start
 	// only (getCtx), the body has its idle limit (resumingBody).
-	gctx, stopGet, cancel := getCtx(ctx)
-	out, err := c.api.GetObject(gctx, &s3api.GetObjectInput{Bucket: aws.String(c.bucket), Key: c.objectKey(key)})
-	if !stopGet() {
-		err = fmt.Errorf("no answer within %v: %w", opBudget, context.DeadlineExceeded)
-		if out != nil {
-			out.Body.Close()
-		}
-	}
+	out, cancel, err := c.getObject(ctx, &s3api.GetObjectInput{Bucket: aws.String(c.bucket), Key: c.objectKey(key)})
 	if err != nil {
-		cancel()
 		return nil, walsync.ObjectInfo{}, c.opError(ctx, "get", key, err)
 	}
 	size := int64(-1)
