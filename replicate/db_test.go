@@ -326,15 +326,7 @@ func TestSyncGivesWayToWaitingHook(t *testing.T) {
 // meanwhile, Durable says so, and the next attempt after the failure
 // passes starts it.
 func TestFailedGenerationBacksOff(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "app.db")
-	app := openApp(t, src)
-	mustExec(t, app, "PRAGMA journal_mode=wal")
-	mustExec(t, app, "CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)")
-	st, err := file.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, app, st := newSource(t)
 	w := &Watcher{Storage: st}
 	ctx := context.Background()
 	d := newTestDB(t, w, src)

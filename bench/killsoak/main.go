@@ -43,6 +43,7 @@ import (
 
 	"github.com/walsync/walsync/internal/faultproxy"
 	"github.com/walsync/walsync/internal/testenv"
+	"github.com/walsync/walsync/replicate"
 )
 
 var (
@@ -160,13 +161,13 @@ func main() {
 	// Caught up (the contract's condition for an exact restore): nothing
 	// captured is left in the spool, the last commits included.
 	time.Sleep(1500 * time.Millisecond)
-	spoolDir := filepath.Join(dir, ".app.db-walsync")
 	for waited := time.Now(); *catchUp; time.Sleep(200 * time.Millisecond) {
-		if pendingInSpool(spoolDir) == 0 {
+		p, err := replicate.SpoolPending(src)
+		if err == nil && p.Objects == 0 {
 			break
 		}
 		if time.Since(waited) > 5*time.Minute {
-			log.Printf("the last watch has not caught up after 5 minutes (%d objects in the spool)", pendingInSpool(spoolDir))
+			log.Printf("the last watch has not caught up after 5 minutes (%d objects in the spool, %v)", p.Objects, err)
 			break
 		}
 	}
@@ -287,23 +288,4 @@ func makeBucket(endpoint, name string) error {
 		SecretKey: os.Getenv("WALSYNC_TEST_S3_SECRET_KEY"), Region: testenv.Region}
 	_, err := env.Client().CreateBucket(context.Background(), &s3api.CreateBucketInput{Bucket: aws.String(name)})
 	return err
-}
-
-// pendingInSpool counts the captured objects a spool holds (snapshots,
-// segments, open segments) that are not in the bucket yet.
-func pendingInSpool(dir string) int {
-	des, err := os.ReadDir(dir)
-	if err != nil {
-		return -1
-	}
-	n := 0
-	for _, de := range des {
-		name := de.Name()
-		if strings.HasSuffix(name, ".segment") || strings.HasSuffix(name, ".snapshot") || strings.HasSuffix(name, ".open") {
-			if fi, err := de.Info(); err == nil && !(strings.HasSuffix(name, ".open") && fi.Size() == 0) {
-				n++
-			}
-		}
-	}
-	return n
 }

@@ -148,6 +148,22 @@ func (s *sink) pending() (int, <-chan struct{}) {
 	return len(s.recs) + s.dropped, s.wake
 }
 
+// await waits up to timeoutMs for a record when s holds none yet, or
+// until done (nil: never) is closed.
+func (s *sink) await(timeoutMs int, done <-chan struct{}) {
+	n, wake := s.pending()
+	if n > 0 || timeoutMs <= 0 {
+		return
+	}
+	t := time.NewTimer(time.Duration(timeoutMs) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-wake:
+	case <-done:
+	case <-t.C:
+	}
+}
+
 // absorb moves other's records into s, keeping s's level filter as it was
 // applied by other.
 func (s *sink) absorb(other *sink) {

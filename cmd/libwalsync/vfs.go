@@ -96,14 +96,7 @@ var vfsLogs = newSink(defaultLevel, 1000)
 // vfsLogsPoll waits up to timeoutMs for a record of the VFS and returns
 // what was kept (in the envelope's logs).
 func vfsLogsPoll(s *sink, timeoutMs int) (any, error) {
-	if n, wake := vfsLogs.pending(); n == 0 && timeoutMs > 0 {
-		t := time.NewTimer(time.Duration(timeoutMs) * time.Millisecond)
-		select {
-		case <-wake:
-		case <-t.C:
-		}
-		t.Stop()
-	}
+	vfsLogs.await(timeoutMs, nil)
 	s.absorb(vfsLogs)
 	return map[string]any{}, nil
 }

@@ -234,15 +234,7 @@ func watchPoll(s *sink, handle int64, timeoutMs int) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n, wake := h.sink.pending(); n == 0 && timeoutMs > 0 {
-		t := time.NewTimer(time.Duration(timeoutMs) * time.Millisecond)
-		select {
-		case <-wake:
-		case <-h.done:
-		case <-t.C:
-		}
-		t.Stop()
-	}
+	h.sink.await(timeoutMs, h.done)
 	s.absorb(h.sink)
 	return map[string]any{"running": h.running(), "stats": h.stats()}, nil
 }
