@@ -66,6 +66,7 @@ import (
 	"syscall"
 
 	"github.com/walsync/walsync"
+	"github.com/walsync/walsync/internal/fsys"
 )
 
 // SidecarSuffix ends the name of the file that records an object's SHA-256.
@@ -578,42 +579,10 @@ func (c *Client) readSum(op, p string) (string, error) {
 // mkdirAll creates dir and its missing parents, fsyncing the parent of each
 // directory it creates (or finds just created by a concurrent writer).
 func (c *Client) mkdirAll(op, dir string) error {
-	fi, err := c.OS.Stat(op, dir)
-	if err == nil {
-		if !fi.IsDir() {
-			return fmt.Errorf("%s is not a directory", dir)
-		}
-		return nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	parent := filepath.Dir(dir)
-	if parent != dir {
-		if err := c.mkdirAll(op, parent); err != nil {
-			return err
-		}
-	}
-	if err := c.OS.Mkdir(op, dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	if err := c.syncDir(op+"-sync", parent); err != nil {
-		return fmt.Errorf("fsync directory %s: %w", parent, err)
-	}
-	return nil
+	return fsys.MkdirAll(c.OS, op, dir, 0o755)
 }
 
-func (c *Client) syncDir(op, dir string) error {
-	d, err := c.OS.Open(op, dir)
-	if err != nil {
-		return err
-	}
-	if err := d.Sync(); err != nil {
-		d.Close()
-		return err
-	}
-	return d.Close()
-}
+func (c *Client) syncDir(op, dir string) error { return fsys.SyncDir(c.OS, op, dir) }
 
 // openError turns the error of opening key into the error of op: a
 // missing object or a missing root directory.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/walsync/walsync"
+	"github.com/walsync/walsync/internal/fsys/fsystest"
 	"github.com/walsync/walsync/storagetest"
 )
 
@@ -222,102 +222,18 @@ func TestCrashWindow(t *testing.T) {
 	}
 }
 
-// faultOS fails the operations named in fail; file operations are named
-// after the op that opened the file, plus ":write" or ":sync".
-type faultOS struct {
-	OS
-	fail map[string]bool
-	seen map[string]bool
-}
-
-var errInjected = errors.New("injected fault")
-
-// steps returns the operations seen so far, sorted.
-func (f *faultOS) steps() []string { return slices.Sorted(maps.Keys(f.seen)) }
-
-func (f *faultOS) check(op string) error {
-	f.seen[op] = true
-	if f.fail[op] {
-		return &fs.PathError{Op: op, Path: "(injected)", Err: errInjected}
-	}
-	return nil
-}
-
-func (f *faultOS) CreateTemp(op, dir, pattern string) (File, error) {
-	if err := f.check(op); err != nil {
-		return nil, err
-	}
-	file, err := f.OS.CreateTemp(op, dir, pattern)
-	if err != nil {
-		return nil, err
-	}
-	return &faultFile{File: file, os: f, op: op}, nil
-}
-
-func (f *faultOS) Open(op, name string) (File, error) {
-	if err := f.check(op); err != nil {
-		return nil, err
-	}
-	file, err := f.OS.Open(op, name)
-	if err != nil {
-		return nil, err
-	}
-	return &faultFile{File: file, os: f, op: op}, nil
-}
-
-func (f *faultOS) Mkdir(op, name string, perm fs.FileMode) error {
-	if err := f.check(op); err != nil {
-		return err
-	}
-	return f.OS.Mkdir(op, name, perm)
-}
-
-func (f *faultOS) Link(op, oldname, newname string) error {
-	if err := f.check(op); err != nil {
-		return err
-	}
-	return f.OS.Link(op, oldname, newname)
-}
-
-func (f *faultOS) Rename(op, oldname, newname string) error {
-	if err := f.check(op); err != nil {
-		return err
-	}
-	return f.OS.Rename(op, oldname, newname)
-}
-
-type faultFile struct {
-	File
-	os *faultOS
-	op string
-}
-
-func (f *faultFile) Write(p []byte) (int, error) {
-	if err := f.os.check(f.op + ":write"); err != nil {
-		return 0, err
-	}
-	return f.File.Write(p)
-}
-
-func (f *faultFile) Sync() error {
-	if err := f.os.check(f.op + ":sync"); err != nil {
-		return err
-	}
-	return f.File.Sync()
-}
-
 // TestPutFaults fails each step of Put in turn and checks that Put reports
 // it and leaves nothing behind: no object, no sidecar, no temp file, and
 // the key still free for a retry.
 func TestPutFaults(t *testing.T) {
 	// Learn the steps from a successful Put into a fresh directory.
-	probe := &faultOS{OS: SystemOS{}, fail: map[string]bool{}, seen: map[string]bool{}}
+	probe := &fsystest.Faulty{}
 	c := newClient(t, filepath.Join(t.TempDir(), "root"))
 	c.OS = probe
 	if err := put(t, c, "app/wal/1.wal", []byte("frames")); err != nil {
 		t.Fatal(err)
 	}
-	steps := probe.steps()
+	steps := probe.Seen()
 	for _, want := range []string{
 		"put:create-temp", "put:create-temp:write", "put:create-temp:sync", "put:create-sidecar",
 		"put:create-sidecar:write", "put:create-sidecar:sync", "put:link", "put:rename-sidecar",
@@ -332,10 +248,21 @@ func TestPutFaults(t *testing.T) {
 		t.Run(step, func(t *testing.T) {
 			root := filepath.Join(t.TempDir(), "root")
 			c := newClient(t, root)
-			c.OS = &faultOS{OS: SystemOS{}, fail: map[string]bool{step: true}, seen: map[string]bool{}}
+			c.OS = faulty(step)
 			err := put(t, c, "app/wal/1.wal", []byte("frames"))
-			if !errors.Is(err, errInjected) {
-				t.Fatalf("Put failing at %s: got=%v, want %v", step, err, errInjected)
+			if step == "put:remove-temp" {
+				// The object is whole; the data temp stays as
+				// garbage (.tmp-*, never listed).
+				if err != nil {
+					t.Fatalf("Put failing to remove its temp file: got=%v, want nil", err)
+				}
+				if got, _ := stored(t, c, "app/wal/1.wal"); string(got) != "frames" {
+					t.Fatalf("object after a failed temp removal: got=%q", got)
+				}
+				return
+			}
+			if !errors.Is(err, fsystest.ErrInjected) {
+				t.Fatalf("Put failing at %s: got=%v, want %v", step, err, fsystest.ErrInjected)
 			}
 			if !strings.Contains(err.Error(), "app/wal/1.wal") {
 				t.Errorf("error does not name the key: %q", err)
@@ -439,7 +366,7 @@ func stored(t *testing.T, c *Client, key string) ([]byte, string) {
 // its own sum.
 func TestReplaceFaults(t *testing.T) {
 	old, data := []byte(`{"old":1}`), []byte(`{"new":2}`)
-	probe := &faultOS{OS: SystemOS{}, fail: map[string]bool{}, seen: map[string]bool{}}
+	probe := &fsystest.Faulty{}
 	c := newClient(t, filepath.Join(t.TempDir(), "root"))
 	if err := replace(c, "app/state.json", old); err != nil {
 		t.Fatal(err)
@@ -448,7 +375,7 @@ func TestReplaceFaults(t *testing.T) {
 	if err := replace(c, "app/state.json", data); err != nil {
 		t.Fatal(err)
 	}
-	steps := probe.steps()
+	steps := probe.Seen()
 	for _, want := range []string{
 		"replace:create-temp", "replace:create-temp:write", "replace:create-temp:sync", "replace:create-sidecar",
 		"replace:create-sidecar:write", "replace:create-sidecar:sync", "replace:rename-sidecar", "replace:rename-data",
@@ -465,7 +392,7 @@ func TestReplaceFaults(t *testing.T) {
 			if err := replace(c, "app/state.json", old); err != nil {
 				t.Fatal(err)
 			}
-			c.OS = &faultOS{OS: SystemOS{}, fail: map[string]bool{step: true}, seen: map[string]bool{}}
+			c.OS = faulty(step)
 			err := replace(c, "app/state.json", data)
 			if step == "replace:read-sidecar" {
 				// Reading the old sum (to put it back on a failure) is
@@ -475,8 +402,8 @@ func TestReplaceFaults(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, errInjected) {
-				t.Fatalf("Replace failing at %s: got=%v, want %v", step, err, errInjected)
+			if !errors.Is(err, fsystest.ErrInjected) {
+				t.Fatalf("Replace failing at %s: got=%v, want %v", step, err, fsystest.ErrInjected)
 			}
 			if !strings.Contains(err.Error(), "app/state.json") || strings.Contains(err.Error(), "\n") {
 				t.Errorf("error %q: want one line naming the key", err)
@@ -512,12 +439,12 @@ func TestReplaceCrashWindow(t *testing.T) {
 	if err := replace(c, "app/state.json", old); err != nil {
 		t.Fatal(err)
 	}
-	c.OS = &faultOS{OS: SystemOS{}, fail: map[string]bool{"replace:rename-data": true, "replace:restore-sidecar": true}, seen: map[string]bool{}}
-	if err := replace(c, "app/state.json", data); !errors.Is(err, errInjected) {
-		t.Fatalf("Replace: got=%v, want %v", err, errInjected)
+	c.OS = faulty("replace:rename-data", "replace:restore-sidecar")
+	if err := replace(c, "app/state.json", data); !errors.Is(err, fsystest.ErrInjected) {
+		t.Fatalf("Replace: got=%v, want %v", err, fsystest.ErrInjected)
 	}
-	if err := replace(c, "fresh/state.json", data); !errors.Is(err, errInjected) {
-		t.Fatalf("Replace of a fresh key: got=%v, want %v", err, errInjected)
+	if err := replace(c, "fresh/state.json", data); !errors.Is(err, fsystest.ErrInjected) {
+		t.Fatalf("Replace of a fresh key: got=%v, want %v", err, fsystest.ErrInjected)
 	}
 	c.OS = SystemOS{}
 	b, sum := stored(t, c, "app/state.json")
@@ -548,4 +475,13 @@ func TestReplaceDirectory(t *testing.T) {
 	if _, err := c.Stat(context.Background(), "x/y"); err != nil {
 		t.Fatalf("Stat(x/y): got=%v, want nil", err)
 	}
+}
+
+// faulty is a file system failing each of steps every time.
+func faulty(steps ...string) *fsystest.Faulty {
+	f := &fsystest.Faulty{}
+	for _, s := range steps {
+		f.Fail(s, -1)
+	}
+	return f
 }

@@ -185,7 +185,7 @@ func (d *DB) open(ctx context.Context) error {
 		return err
 	}
 	d.dev, d.ino = dev, ino
-	if d.spool, err = openSpool(d.Path); err != nil {
+	if d.spool, err = openSpool(d.Path, d.w.FS); err != nil {
 		d.closeFiles()
 		return err
 	}
@@ -416,7 +416,7 @@ func (d *DB) sealOpenEntries(st *spoolState) error {
 		if !e.Open {
 			continue
 		}
-		fi, _ := os.Stat(e.path(d.spool))
+		fi, _ := d.spool.fs.Stat("spool:stat-open", e.path(d.spool))
 		r, err := d.spool.recoverOpen(e.Seq)
 		if errors.Is(err, errNoOpenHeader) {
 			if fi != nil && fi.Size() == 0 {
@@ -654,7 +654,7 @@ func (d *DB) snapshot(ctx context.Context, captureFirst bool) error {
 		WALChecksum1: view.cksum1, WALChecksum2: view.cksum2, WALBigEndian: view.bigEndian,
 		Seq: seq, Created: pinned,
 	}
-	err = d.spool.writeFile(entryName(seq, true), func(w io.Writer) error {
+	err = d.spool.writeFile("snapshot", entryName(seq, true), func(w io.Writer) error {
 		// No buffer needed: the zstd encoder writes whole blocks.
 		ow, err := walsync.NewObjectWriter(w, hdr)
 		if err != nil {

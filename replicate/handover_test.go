@@ -144,7 +144,7 @@ func TestNoCaptureAfterFinalSync(t *testing.T) {
 	w.testHookBackground = func() { <-gate }
 	w.Flush(src)
 	rw.stop(t)
-	entries, err := (&spool{dir: spoolDir(src)}).entries()
+	entries, err := readOnlySpool(src).entries()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestFinalSyncSealsWhatItCaptures(t *testing.T) {
 	if n := calls.Load(); n < 2 {
 		t.Fatalf("the final sync made %d captures, want the pin's move to capture too", n)
 	}
-	entries, err := (&spool{dir: spoolDir(src)}).entries()
+	entries, err := readOnlySpool(src).entries()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,12 +9,12 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/walsync/walsync"
+	"github.com/walsync/walsync/internal/fsys"
 )
 
 // The bucket index <name>/state.json (docs/FORMAT.md, "state.json"). The
@@ -88,7 +88,7 @@ func (x *indexState) load(d *DB) {
 		return
 	}
 	x.loaded = true
-	b, err := os.ReadFile(filepath.Join(d.spool.dir, indexHintFile))
+	b, err := fsys.ReadFile(d.spool.fs, "index-hint:read", filepath.Join(d.spool.dir, indexHintFile))
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			d.log.Debug("bucket index hint unreadable; ignored", "err", err)
@@ -111,7 +111,7 @@ func (x *indexState) saveHint(d *DB, idx walsync.Index) {
 	}
 	b, err := json.MarshalIndent(indexHint{Bucket: d.w.Storage.String(), Index: idx}, "", "  ")
 	if err == nil {
-		err = d.spool.writeFile(indexHintFile, func(w io.Writer) error {
+		err = d.spool.writeFile("index-hint", indexHintFile, func(w io.Writer) error {
 			_, err := w.Write(append(b, '\n'))
 			return err
 		})

@@ -11,6 +11,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/walsync/walsync"
+	"github.com/walsync/walsync/internal/fsys"
 	"github.com/walsync/walsync/wal"
 )
 
@@ -53,7 +54,7 @@ const openSuffix = ".1.open"
 // openSegment is the segment being appended to.
 type openSegment struct {
 	seq       uint64
-	f         *os.File
+	f         fsys.File
 	cw        countingWriter
 	ow        *walsync.ObjectWriter
 	hdr       walsync.ObjectHeader // as written first; counts and time are set when sealed
@@ -89,13 +90,13 @@ func (d *DB) startOpen(pos position, seq uint64) (*openSegment, error) {
 		d.discardPrepared()
 	}
 	d.nextOpen = 0
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := d.spool.fs.OpenFile("segment:create", path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	made := err == nil
 	if prepared && errors.Is(err, os.ErrExist) {
 		// Only this process (the owner) makes open files, and only
 		// prepareOpen leaves one empty. When a new generation set it
 		// aside, the O_EXCL open above made it again instead.
-		if f, err = os.OpenFile(path, os.O_WRONLY, 0); err == nil {
+		if f, err = d.spool.fs.OpenFile("segment:open-prepared", path, os.O_WRONLY, 0); err == nil {
 			if fi, serr := f.Stat(); serr != nil || fi.Size() != 0 {
 				f.Close()
 				return nil, fmt.Errorf("spool %s: the open segment made ahead is not empty", path)
@@ -103,6 +104,12 @@ func (d *DB) startOpen(pos position, seq uint64) (*openSegment, error) {
 		}
 	}
 	if err != nil {
+		if prepared && !made {
+			// The file made ahead is still there, empty: the next
+			// attempt uses it (an O_EXCL create would fail on it for
+			// good).
+			d.nextOpen, d.nextOpenDurable = seq, durable
+		}
 		return nil, fmt.Errorf("spool %s: %w", path, err)
 	}
 	o := &openSegment{seq: seq, f: f, end: pos, first: d.now(), dirSynced: !made && durable}
@@ -117,7 +124,7 @@ func (d *DB) startOpen(pos position, seq uint64) (*openSegment, error) {
 	}
 	if o.ow, err = walsync.NewObjectWriter(&o.cw, o.hdr); err != nil {
 		f.Close()
-		os.Remove(path)
+		d.spool.fs.Remove("segment:remove-failed", path) //nolint:errcheck // an open file is recovered or removed at the next start
 		return nil, fmt.Errorf("spool %s: %w", path, err)
 	}
 	o.good = o.cw.n
@@ -208,7 +215,7 @@ func (d *DB) sealOpen() error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(filepath.Join(d.spool.dir, openName(o.seq)), filepath.Join(d.spool.dir, entryName(o.seq, false)))
+		err = d.spool.fs.Rename("segment:seal-rename", filepath.Join(d.spool.dir, openName(o.seq)), filepath.Join(d.spool.dir, entryName(o.seq, false)))
 	}
 	// No directory fsync here: the state.json that sealed writes next
 	// fsyncs the directory once for both renames. A crash before that
@@ -257,7 +264,7 @@ func (d *DB) prepareOpen(seq uint64) {
 		return
 	}
 	d.discardPrepared()
-	f, err := os.OpenFile(filepath.Join(d.spool.dir, openName(seq)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := d.spool.fs.OpenFile("segment:prepare", filepath.Join(d.spool.dir, openName(seq)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return
 	}
@@ -270,7 +277,7 @@ func (d *DB) prepareOpen(seq uint64) {
 // start anyway. Called with d.mu held.
 func (d *DB) discardPrepared() {
 	if d.nextOpen != 0 && d.spool != nil {
-		os.Remove(filepath.Join(d.spool.dir, openName(d.nextOpen)))
+		d.spool.fs.Remove("segment:discard-prepared", filepath.Join(d.spool.dir, openName(d.nextOpen))) //nolint:errcheck // removed at the next start anyway
 	}
 	d.nextOpen = 0
 }
@@ -289,7 +296,7 @@ func (d *DB) barrier() error {
 		o.synced = o.good
 	}
 	if !o.dirSynced {
-		if err := d.spool.syncDir(); err != nil {
+		if err := d.spool.syncDirOp("barrier:sync-dir"); err != nil {
 			return err
 		}
 		o.dirSynced = true
@@ -312,7 +319,7 @@ func (d *DB) syncAhead() {
 	go inBackground(func() {
 		err := o.f.Sync()
 		if err == nil && needDir {
-			err = d.spool.syncDir()
+			err = d.spool.syncDirOp("barrier:sync-dir")
 		}
 		if err != nil {
 			return
@@ -373,7 +380,7 @@ var errNoOpenHeader = errors.New("open segment without a readable header")
 func (s *spool) recoverOpen(seq uint64) (recovered, error) {
 	path := filepath.Join(s.dir, openName(seq))
 	var r recovered
-	hdr, frames, restarts, end, err := scanOpen(path, 0)
+	hdr, frames, restarts, end, err := s.scanOpen(path, 0)
 	if errors.Is(err, errNoOpenHeader) {
 		// Nothing of it can be used; the position is where state.json
 		// says (it was recorded when the segment before was sealed).
@@ -386,19 +393,19 @@ func (s *spool) recoverOpen(seq uint64) (recovered, error) {
 	}
 	r.gen, r.start, r.end = hdr.Generation, startPosition(hdr), startPosition(hdr)
 	if frames > 0 {
-		fi, err := os.Stat(path)
+		fi, err := s.fs.Stat("recover:stat", path)
 		if err != nil {
 			return r, err
 		}
 		sealed := hdr
 		sealed.FrameCount, sealed.PageCount, sealed.Created = frames, end.DBPages, fi.ModTime()
 		sealed.Restarts = restarts > 0
-		err = s.writeFile(entryName(seq, false), func(w io.Writer) error {
+		err = s.writeFile("recover", entryName(seq, false), func(w io.Writer) error {
 			ow, err := walsync.NewObjectWriter(w, sealed)
 			if err != nil {
 				return err
 			}
-			if _, _, _, _, err := scanOpen(path, frames, ow); err != nil {
+			if _, _, _, _, err := s.scanOpen(path, frames, ow); err != nil {
 				ow.Abort()
 				return err
 			}
@@ -424,8 +431,8 @@ func startPosition(h walsync.ObjectHeader) position {
 // number of records up to and including the last commit frame, how many
 // of those are restart records, and the position after that commit. With
 // limit > 0 it stops after limit records and writes them to copyTo.
-func scanOpen(path string, limit uint32, copyTo ...io.Writer) (hdr walsync.ObjectHeader, kept, restarts uint32, end position, err error) {
-	f, err := os.Open(path)
+func (s *spool) scanOpen(path string, limit uint32, copyTo ...io.Writer) (hdr walsync.ObjectHeader, kept, restarts uint32, end position, err error) {
+	f, err := s.fs.Open("recover:read", path)
 	if err != nil {
 		return hdr, 0, 0, position{}, err
 	}
@@ -494,8 +501,8 @@ func fromChain(p walsync.WALPosition, dbPages uint32) position {
 
 // removeSynced removes name from the spool and makes the removal durable.
 func (s *spool) removeSynced(name string) error {
-	if err := os.Remove(filepath.Join(s.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := s.fs.Remove("spool:remove-empty", filepath.Join(s.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return s.syncDir()
+	return s.syncDirOp("spool:remove-empty-sync")
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/walsync/walsync"
+	"github.com/walsync/walsync/internal/fsys"
 	"github.com/walsync/walsync/wal"
 )
 
@@ -497,7 +498,7 @@ func TestScanOpenKeepsWholeCommits(t *testing.T) {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, n, _, end, err := scanOpen(path, 0); err != nil || n != 6 || end.Frame != 6 || end.DBPages != 6 {
+	if _, n, _, end, err := readOnlySpool(path).scanOpen(path, 0); err != nil || n != 6 || end.Frame != 6 || end.DBPages != 6 {
 		t.Fatalf("scanOpen: %d frames, end %+v, %v; want 6 frames ending at frame 6", n, end, err)
 	}
 }
@@ -518,7 +519,7 @@ func TestRecoverOpenAcrossRestart(t *testing.T) {
 	}
 	for _, tt := range tests {
 		dir := t.TempDir()
-		s := &spool{dir: dir}
+		s := &spool{dir: dir, fs: fsys.System{}}
 		if err := os.WriteFile(filepath.Join(dir, openName(5)), openSegmentRestart(tt.frames, 6), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -707,7 +708,7 @@ func TestBatchStopAfterSeal(t *testing.T) {
 		t.Fatal("no file made ahead after a seal")
 	}
 	rw.stop(t) // fails when the shutdown counts that file as not shipped
-	entries, err := (&spool{dir: spoolDir(src)}).entries()
+	entries, err := readOnlySpool(src).entries()
 	if err != nil || len(entries) != 0 {
 		t.Fatalf("spool after the stop: %v (%v), want empty", entries, err)
 	}
@@ -727,7 +728,7 @@ func TestFlushRequestAfterCapture(t *testing.T) {
 		if err := RequestFlush(src); err != nil {
 			t.Fatal(err)
 		}
-		if !(&spool{dir: spoolDir(src)}).flushRequested(captured) {
+		if !readOnlySpool(src).flushRequested(captured) {
 			t.Fatalf("try %d: a flush requested after the capture is not seen", i)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/walsync/walsync"
+	"github.com/walsync/walsync/internal/fsys"
 	"github.com/walsync/walsync/wal"
 )
 
@@ -106,6 +107,10 @@ func (s spoolState) generation() (walsync.Generation, error) {
 
 type spool struct {
 	dir string
+	// fs is the file system of the spool's files (the seam of package
+	// fsys); the owner lock and the signal files (Nudge, RequestFlush)
+	// go to package os directly.
+	fs fsys.OS
 	// unsynced is set when a removal may not be on disk yet (remove):
 	// the next directory fsync makes it durable (writeFile, syncRemovals).
 	unsynced atomic.Bool
@@ -116,28 +121,39 @@ func spoolDir(dbPath string) string {
 	return filepath.Join(filepath.Dir(dbPath), "."+filepath.Base(dbPath)+"-walsync")
 }
 
-func openSpool(dbPath string) (*spool, error) {
-	dir := spoolDir(dbPath)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create spool %s: %w", dir, err)
+// openSpool opens (or makes) the spool of the database at dbPath, on the
+// file system o (nil: the real one). A new spool directory is made
+// durable in its parent before anything is written in it: otherwise a
+// crash of the machine could take it away with every frame it holds.
+func openSpool(dbPath string, o fsys.OS) (*spool, error) {
+	s := &spool{dir: spoolDir(dbPath), fs: fsys.Or(o)}
+	if err := fsys.MkdirAll(s.fs, "spool:mkdir", s.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create spool %s: %w", s.dir, err)
 	}
-	return &spool{dir: dir}, nil
+	return s, nil
+}
+
+// readOnlySpool is the spool of the database at dbPath for a process
+// that only reads it, through the real file system.
+func readOnlySpool(dbPath string) *spool {
+	return &spool{dir: spoolDir(dbPath), fs: fsys.System{}}
 }
 
 // removeTemp deletes temporary files: they are from writes a crash
 // interrupted, never valid. Only the owner may (lockOwner): another
 // process's writes in progress would be lost.
 func (s *spool) removeTemp() {
-	if olds, _ := filepath.Glob(filepath.Join(s.dir, spoolTempGlob)); len(olds) > 0 {
-		for _, o := range olds {
-			os.Remove(o)
+	des, _ := s.fs.ReadDir("spool:list-temp", s.dir)
+	for _, de := range des {
+		if ok, _ := filepath.Match(spoolTempGlob, de.Name()); ok {
+			s.fs.Remove("spool:remove-temp", filepath.Join(s.dir, de.Name())) //nolint:errcheck // garbage either way
 		}
 	}
 }
 
 // loadState reads state.json; a missing file is (nil, nil).
 func (s *spool) loadState() (*spoolState, error) {
-	b, err := os.ReadFile(filepath.Join(s.dir, stateFileName))
+	b, err := fsys.ReadFile(s.fs, "state:read", filepath.Join(s.dir, stateFileName))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -158,23 +174,24 @@ func (s *spool) saveState(st *spoolState) error {
 	if err != nil {
 		return err
 	}
-	return s.writeFile(stateFileName, func(w io.Writer) error {
+	return s.writeFile("state", stateFileName, func(w io.Writer) error {
 		_, err := w.Write(append(b, '\n'))
 		return err
 	})
 }
 
 // writeFile writes name in the spool through a temporary file: fsync,
-// rename, fsync the directory.
-func (s *spool) writeFile(name string, fill func(w io.Writer) error) error {
-	f, err := os.CreateTemp(s.dir, spoolTempGlob)
+// rename, fsync the directory. Its steps are op+":create" (then
+// ":write" and ":sync" of the file), op+":rename" and op+":sync-dir".
+func (s *spool) writeFile(op, name string, fill func(w io.Writer) error) error {
+	f, err := s.fs.CreateTemp(op+":create", s.dir, spoolTempGlob)
 	if err != nil {
 		return fmt.Errorf("spool %s: %w", s.dir, err)
 	}
 	tmp := f.Name()
 	fail := func(err error) error {
 		f.Close()
-		os.Remove(tmp)
+		s.fs.Remove(op+":remove-temp", tmp) //nolint:errcheck // garbage either way
 		return fmt.Errorf("spool %s: %w", filepath.Join(s.dir, name), err)
 	}
 	if err := fill(f); err != nil {
@@ -186,20 +203,22 @@ func (s *spool) writeFile(name string, fill func(w io.Writer) error) error {
 	if err := f.Close(); err != nil {
 		return fail(err)
 	}
-	if err := os.Rename(tmp, filepath.Join(s.dir, name)); err != nil {
-		os.Remove(tmp)
+	if err := s.fs.Rename(op+":rename", tmp, filepath.Join(s.dir, name)); err != nil {
+		s.fs.Remove(op+":remove-temp", tmp) //nolint:errcheck // garbage either way
 		return fmt.Errorf("spool %s: %w", filepath.Join(s.dir, name), err)
 	}
-	return s.syncDir()
+	return s.syncDirOp(op + ":sync-dir")
 }
 
 // syncDir fsyncs the spool directory, which makes every removal before
 // it durable too.
-func (s *spool) syncDir() error {
+func (s *spool) syncDir() error { return s.syncDirOp("spool:sync-dir") }
+
+func (s *spool) syncDirOp(op string) error {
 	s.unsynced.Store(false)
-	if err := syncDir(s.dir); err != nil {
+	if err := fsys.SyncDir(s.fs, op, s.dir); err != nil {
 		s.unsynced.Store(true)
-		return err
+		return fmt.Errorf("sync directory %s: %w", s.dir, err)
 	}
 	return nil
 }
@@ -231,7 +250,7 @@ func entryName(seq uint64, snapshot bool) string {
 
 // entries lists the objects waiting for upload, in upload order.
 func (s *spool) entries() ([]spoolEntry, error) {
-	des, err := os.ReadDir(s.dir)
+	des, err := s.fs.ReadDir("spool:list", s.dir)
 	if err != nil {
 		return nil, fmt.Errorf("read spool %s: %w", s.dir, err)
 	}
@@ -268,7 +287,7 @@ func (s *spool) setAside() (string, error) {
 		return "", err
 	}
 	dst := filepath.Join(s.dir, fmt.Sprintf("stale-%d", time.Now().Unix()))
-	if err := os.MkdirAll(dst, 0o755); err != nil {
+	if err := fsys.MkdirAll(s.fs, "set-aside:mkdir", dst, 0o755); err != nil {
 		return "", err
 	}
 	names := []string{stateFileName}
@@ -276,11 +295,14 @@ func (s *spool) setAside() (string, error) {
 		names = append(names, e.Name)
 	}
 	for _, n := range names {
-		if err := os.Rename(filepath.Join(s.dir, n), filepath.Join(dst, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := s.fs.Rename("set-aside:rename", filepath.Join(s.dir, n), filepath.Join(dst, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return "", err
 		}
 	}
-	return dst, s.syncDir()
+	if err := fsys.SyncDir(s.fs, "set-aside:sync-dir", dst); err != nil {
+		return "", err
+	}
+	return dst, s.syncDirOp("set-aside:sync-spool")
 }
 
 // firstBefore returns the first entry waiting for upload whose name sorts
@@ -314,7 +336,7 @@ func (s *spool) firstBefore(target string) (string, error) {
 // an object from the bucket, runs only after syncRemovals (pruneAll), so
 // a pruned object never comes back.
 func (s *spool) remove(e spoolEntry) error {
-	if err := os.Remove(e.path(s)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := s.fs.Remove("spool:remove-uploaded", e.path(s)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	s.unsynced.Store(true)
@@ -325,7 +347,7 @@ func (s *spool) remove(e spoolEntry) error {
 // last frame: used to recover state.json after a crash between writing
 // the segment and saving the state.
 func (s *spool) segmentEnd(e spoolEntry) (walsync.ObjectHeader, position, error) {
-	f, err := os.Open(e.path(s))
+	f, err := s.fs.Open("spool:read-segment", e.path(s))
 	if err != nil {
 		return walsync.ObjectHeader{}, position{}, err
 	}
@@ -358,18 +380,6 @@ func (s *spool) segmentEnd(e spoolEntry) (walsync.ObjectHeader, position, error)
 		return h, position{}, fmt.Errorf("%s: %w: %d records, the header says %d", e.path(s), walsync.ErrFormat, n, h.FrameCount)
 	}
 	return h, fromChain(ch.Pos(), last.Commit), nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
 }
 
 // ErrOwned means another process replicates the database: it holds the
@@ -434,7 +444,7 @@ func OwnedElsewhere(dbPath string) bool {
 // restarted (the replicating process's pin guarantees it). It polls the
 // local spool: no storage request.
 func WaitDurable(ctx context.Context, dbPath string, salt1, frame uint32) error {
-	s := &spool{dir: spoolDir(dbPath)}
+	s := readOnlySpool(dbPath)
 	for delay := time.Millisecond; ; delay = min(2*delay, 20*time.Millisecond) {
 		if st, err := s.loadState(); err == nil && st != nil && covers(dbPath, st.Pos, salt1, frame) {
 			if first, err := s.firstBefore(entryName(st.NextSeq, false)); err == nil && first == "" {
@@ -512,6 +522,6 @@ func RequestFlush(dbPath string) error {
 
 // flushRequested reports whether a flush was requested since t.
 func (s *spool) flushRequested(t time.Time) bool {
-	fi, err := os.Stat(filepath.Join(s.dir, flushFileName))
+	fi, err := s.fs.Stat("flush:stat", filepath.Join(s.dir, flushFileName))
 	return err == nil && !fi.ModTime().Before(t)
 }

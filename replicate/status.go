@@ -118,7 +118,7 @@ type Pending struct {
 // owner or not): it only reads.
 func SpoolPending(dbPath string) (Pending, error) {
 	var p Pending
-	s := &spool{dir: spoolDir(dbPath)}
+	s := readOnlySpool(dbPath)
 	entries, err := s.entries()
 	if os.IsNotExist(err) || (err != nil && !dirExists(s.dir)) {
 		return p, nil
@@ -127,7 +127,7 @@ func SpoolPending(dbPath string) (Pending, error) {
 		return p, err
 	}
 	for _, e := range entries {
-		f, err := os.Open(e.path(s))
+		f, err := s.fs.Open("pending:open", e.path(s))
 		if err != nil {
 			continue // uploaded and removed meanwhile
 		}

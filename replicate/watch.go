@@ -18,6 +18,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/walsync/walsync"
+	"github.com/walsync/walsync/internal/fsys"
 )
 
 // Watcher replicates any number of databases in one process: it follows
@@ -107,6 +108,9 @@ type Watcher struct {
 	// written at most this often, after uploads (see index.go). Zero
 	// means 10 s.
 	IndexInterval time.Duration
+	// FS is the file system of the spools (nil: the real one): tests
+	// fail or crash named steps through it (package fsys).
+	FS fsys.OS
 
 	dbs         []*DB
 	byFile      map[string]*DB // database and -wal paths
@@ -999,7 +1003,7 @@ func (d *DB) failedErr() error {
 // and counts as done; with other bytes, for a segment, another writer is
 // replicating this name: refused (SPEC: one writer per name).
 func (w *Watcher) uploadEntry(ctx context.Context, d *DB, e spoolEntry) error {
-	f, err := os.Open(e.path(d.spool))
+	f, err := d.spool.fs.Open("upload:open", e.path(d.spool))
 	if err != nil {
 		return err
 	}

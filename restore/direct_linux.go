@@ -3,6 +3,7 @@
 package restore
 
 import (
+	"github.com/walsync/walsync/internal/fsys"
 	"os"
 	"syscall"
 	"unsafe"
@@ -12,8 +13,8 @@ import (
 // (O_DIRECT): buffer address, length and file offset must be multiples of
 // directAlign. File systems without direct I/O refuse the open or the
 // first write (EINVAL); the caller then writes through the page cache.
-func openUnbuffered(path string) (*os.File, error) {
-	return os.OpenFile(path, os.O_WRONLY|syscall.O_DIRECT, 0)
+func openUnbuffered(o fsys.OS, path string) (fsys.File, error) {
+	return o.OpenFile("restore:open-direct", path, os.O_WRONLY|syscall.O_DIRECT, 0)
 }
 
 // directAlign is the alignment direct I/O needs: the largest logical

@@ -4,10 +4,10 @@ package restore
 
 import (
 	"errors"
-	"os"
+	"github.com/walsync/walsync/internal/fsys"
 )
 
-func openUnbuffered(string) (*os.File, error) { return nil, errors.ErrUnsupported }
+func openUnbuffered(fsys.OS, string) (fsys.File, error) { return nil, errors.ErrUnsupported }
 
 const directAlign = 4096
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/walsync/walsync"
+	"github.com/walsync/walsync/internal/fsys"
 )
 
 // Parallel downloads (restore only; verify has its own pool).
@@ -138,7 +139,7 @@ type prefetcher struct {
 	st     walsync.Storage
 	p      *progressTracker
 	memCap int64
-	spool  func() (*os.File, error)
+	temp   tempFiles
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -172,7 +173,7 @@ type fetchItem struct {
 	fetched bool // false: not downloaded (the applier reads it directly)
 	info    walsync.ObjectInfo
 	mem     []byte
-	file    *os.File
+	file    fsys.File
 	err     error
 	// What the item holds until it is freed: reserved bytes of the
 	// memory budget, or a file token.
@@ -182,14 +183,30 @@ type fetchItem struct {
 	freeOnce sync.Once
 }
 
+// tempFiles makes and removes the temporary files of downloads that wait
+// for their turn: beside the output, named from it.
+type tempFiles struct {
+	fs      fsys.OS
+	dir     string
+	pattern string
+}
+
+func (t tempFiles) create() (fsys.File, error) {
+	return t.fs.CreateTemp("restore:download-temp", t.dir, t.pattern)
+}
+
+func (t tempFiles) remove(name string) {
+	t.fs.Remove("restore:remove-download-temp", name) //nolint:errcheck // a leftover is named as walsync's and harmless
+}
+
 // newPrefetcher starts downloading plan, parallel objects at a time, one
-// slot being taken by the snapshot until snapshotDone. spool creates a
-// temporary file for a segment larger than memCap.
+// slot being taken by the snapshot until snapshotDone. A segment larger
+// than memCap waits in a temporary file made by temp.
 func newPrefetcher(ctx context.Context, st walsync.Storage, p *progressTracker, plan []segmentRef,
-	parallel int, memCap int64, spool func() (*os.File, error)) *prefetcher {
+	parallel int, memCap int64, temp tempFiles) *prefetcher {
 	parallel = max(parallel, 1)
 	memCap = max(memCap, 0)
-	f := &prefetcher{st: st, p: p, memCap: memCap, spool: spool,
+	f := &prefetcher{st: st, p: p, memCap: memCap, temp: temp,
 		slots: make(chan struct{}, parallel), files: make(chan struct{}, parallel),
 		budget: int64(parallel) * memCap, freed: make(chan struct{}), failed: len(plan)}
 	f.ctx, f.cancel = context.WithCancel(ctx)
@@ -349,7 +366,7 @@ func (f *prefetcher) fetch(it *fetchItem) error {
 		// could wait for later segments that wait for this one.
 		f.release(it)
 	}
-	file, err := f.spool()
+	file, err := f.temp.create()
 	if err != nil {
 		return fmt.Errorf("%s: temporary file for the download: %w", key, err)
 	}
@@ -443,7 +460,7 @@ func (f *prefetcher) free(it *fetchItem) {
 		}
 		if it.file != nil {
 			it.file.Close()
-			os.Remove(it.file.Name())
+			f.temp.remove(it.file.Name())
 			it.file = nil
 		}
 		f.release(it)

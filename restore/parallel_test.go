@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/walsync/walsync"
+	"github.com/walsync/walsync/internal/fsys"
 )
 
 // hookStorage records the keys read and runs hook (when set) before each
@@ -505,7 +506,7 @@ func TestSnapshotWriter(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w := newSnapshotWriter(f)
+		w := newSnapshotWriter(fsys.System{}, f)
 		supported := w.direct != nil
 		for off := 0; off < len(content); off += pipeBlock {
 			b := alignedBlock(pipeBlock)

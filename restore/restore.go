@@ -37,7 +37,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -45,6 +44,7 @@ import (
 	"time"
 
 	"github.com/walsync/walsync"
+	"github.com/walsync/walsync/internal/fsys"
 )
 
 // ErrOutputExists means the output path exists and Force was not given.
@@ -59,7 +59,13 @@ type Restorer struct {
 	// will read (the snapshot and the segments after it). Calls never
 	// overlap, but may come from different goroutines.
 	Progress func(done, total int64)
+	// FS is the file system of the output and the temporary files (nil:
+	// the real one): tests fail or crash named steps through it (package
+	// fsys).
+	FS fsys.OS
 }
+
+func (r *Restorer) fs() fsys.OS { return fsys.Or(r.FS) }
 
 // Options tune one restore.
 type Options struct {
@@ -129,7 +135,7 @@ func (r *Restorer) Restore(ctx context.Context, name, output string, opts Option
 	if err != nil {
 		return nil, err
 	}
-	if err := checkOutput(out, opts.Force); err != nil {
+	if err := checkOutput(r.fs(), out, opts.Force); err != nil {
 		return nil, err
 	}
 	cat, err := r.catalog(ctx, name)
@@ -141,7 +147,7 @@ func (r *Restorer) Restore(ctx context.Context, name, output string, opts Option
 		return nil, err
 	}
 
-	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".walsync-restore-*")
+	tmp, err := r.fs().CreateTemp("restore:create", filepath.Dir(out), "."+filepath.Base(out)+".walsync-restore-*")
 	if err != nil {
 		return nil, fmt.Errorf("create temporary file beside %s: %w", out, err)
 	}
@@ -149,7 +155,7 @@ func (r *Restorer) Restore(ctx context.Context, name, output string, opts Option
 	defer func() {
 		if !committed {
 			tmp.Close()
-			os.Remove(tmp.Name())
+			r.fs().Remove("restore:remove-temp", tmp.Name()) //nolint:errcheck // a leftover is named as walsync's and harmless
 		}
 	}()
 
@@ -193,17 +199,17 @@ func (r *Restorer) Restore(ctx context.Context, name, output string, opts Option
 	}
 	if opts.Force {
 		for _, suffix := range []string{"-wal", "-shm"} {
-			if err := os.Remove(out + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := r.fs().Remove("restore:remove-stale", out+suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return nil, fmt.Errorf("remove stale %s%s: %w", out, suffix, err)
 			}
 		}
 	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
+	if err := r.fs().Rename("restore:rename", tmp.Name(), out); err != nil {
 		return nil, fmt.Errorf("rename into %s: %w", out, err)
 	}
 	committed = true
-	if err := syncDir(filepath.Dir(out)); err != nil {
-		return nil, err
+	if err := fsys.SyncDir(r.fs(), "restore:sync-dir", filepath.Dir(out)); err != nil {
+		return nil, fmt.Errorf("sync directory %s: %w", filepath.Dir(out), err)
 	}
 	res := &Result{
 		Name: name, Output: out, SnapshotKey: a.ref.Key, Generation: hdr.Generation,
@@ -230,7 +236,7 @@ type attempt struct {
 // the point in time opts.PointInTime, when not zero) into tmp, reading
 // ahead the segments the chain needs while the snapshot is applied.
 // Temporary files for large segments go beside out.
-func (r *Restorer) attempt(ctx context.Context, cat *catalog, b candidate, tmp *os.File, out string, opts Options) (*attempt, error) {
+func (r *Restorer) attempt(ctx context.Context, cat *catalog, b candidate, tmp fsys.File, out string, opts Options) (*attempt, error) {
 	until := opts.PointInTime
 	// Everything the restore may read: the snapshot and every segment
 	// from its first number on, captured at or before the point in time.
@@ -251,16 +257,14 @@ func (r *Restorer) attempt(ctx context.Context, cat *catalog, b candidate, tmp *
 	if memCap <= 0 {
 		memCap = DefaultMemoryPerObject
 	}
-	spool := func() (*os.File, error) {
-		return os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".walsync-segment-*")
-	}
+	temp := tempFiles{fs: r.fs(), dir: filepath.Dir(out), pattern: "." + filepath.Base(out) + ".walsync-segment-*"}
 	// b.hdr.Seq is the header read to choose the snapshot; the verified
 	// one must equal it (below), or nothing read ahead is used.
-	fetch := newPrefetcher(ctx, r.Storage, progress, planSegments(cat.segs, b.hdr.Seq, until), parallel, memCap, spool)
+	fetch := newPrefetcher(ctx, r.Storage, progress, planSegments(cat.segs, b.hdr.Seq, until), parallel, memCap, temp)
 	defer fetch.close()
 
 	start := time.Now()
-	w := newSnapshotWriter(tmp)
+	w := newSnapshotWriter(r.fs(), tmp)
 	hdr, err := readSnapshot(ctx, func(ctx context.Context) (*opened, error) {
 		return openStored(ctx, r.Storage, b.ref.Key, progress)
 	}, b.ref, w, false)
@@ -295,8 +299,8 @@ func (r *Restorer) attempt(ctx context.Context, cat *catalog, b candidate, tmp *
 
 // checkOutput refuses an existing output (or its -wal/-shm) without force,
 // and a directory always.
-func checkOutput(out string, force bool) error {
-	fi, err := os.Stat(out)
+func checkOutput(o fsys.OS, out string, force bool) error {
+	fi, err := o.Stat("restore:stat-output", out)
 	switch {
 	case err == nil && fi.IsDir():
 		return fmt.Errorf("output %s is a directory", out)
@@ -307,13 +311,13 @@ func checkOutput(out string, force bool) error {
 	}
 	if !force {
 		for _, suffix := range []string{"-wal", "-shm"} {
-			if _, err := os.Stat(out + suffix); err == nil {
+			if _, err := o.Stat("restore:stat-output", out+suffix); err == nil {
 				return fmt.Errorf("%w: %s%s is left from an earlier database (use --force to remove it)", ErrOutputExists, out, suffix)
 			}
 		}
 	}
 	dir := filepath.Dir(out)
-	if di, err := os.Stat(dir); err != nil || !di.IsDir() {
+	if di, err := o.Stat("restore:stat-output", dir); err != nil || !di.IsDir() {
 		return fmt.Errorf("output directory %s does not exist", dir)
 	}
 	return nil
@@ -401,16 +405,4 @@ func (pr *progressReader) Read(b []byte) (int, error) {
 	n, err := pr.r.Read(b)
 	pr.p.add(int64(n), 0)
 	return n, err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
 }

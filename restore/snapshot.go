@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"syscall"
 
 	"github.com/walsync/walsync"
+	"github.com/walsync/walsync/internal/fsys"
 )
 
 // A snapshot is read in three stages, each in its own goroutine, so that
@@ -237,8 +237,8 @@ func (r *blockReader) Read(p []byte) (int, error) {
 // everything on file systems without direct I/O, go through the page
 // cache. The final fsync covers both.
 type snapshotWriter struct {
-	f      *os.File
-	direct *os.File // nil: no direct I/O
+	f      fsys.File
+	direct fsys.File // nil: no direct I/O
 	off    int64
 	// directBytes counts what went through direct I/O (for tests).
 	directBytes int64
@@ -247,12 +247,12 @@ type snapshotWriter struct {
 // directIO can be turned off (tests).
 var directIO = true
 
-func newSnapshotWriter(f *os.File) *snapshotWriter {
+func newSnapshotWriter(o fsys.OS, f fsys.File) *snapshotWriter {
 	w := &snapshotWriter{f: f}
 	if !directIO {
 		return w
 	}
-	if d, err := openUnbuffered(f.Name()); err == nil {
+	if d, err := openUnbuffered(o, f.Name()); err == nil {
 		w.direct = d
 	}
 	return w
