@@ -13,11 +13,11 @@ import (
 	"github.com/walsync/walsync/internal/testenv"
 )
 
-// Through a proxy in front of MinIO that cuts every third GET's body in
-// half (LIST included) and answers 500 to every tenth GET and 503
-// SlowDown to every other PUT: every restore, list and snapshot
-// succeeds, byte-exact, and no line of the SDK's own logger reaches
-// stderr.
+// Through a proxy in front of MinIO that cuts GET bodies in half (LIST
+// included), delays some, answers 500 and 408 RequestTimeout to GETs, 503
+// SlowDown and 408 to PUTs (walsync makes no HEAD on these paths): every
+// restore, list, snapshot, watch and verify succeeds, byte-exact, and no
+// line of the SDK's own logger reaches stderr.
 func TestStorageFaultsRetried(t *testing.T) {
 	env := testenv.S3(t)
 	tg := s3Target(t)
@@ -36,17 +36,24 @@ func TestStorageFaultsRetried(t *testing.T) {
 	var gets, puts atomic.Int64
 	p.SetRule(func(r *http.Request) faultproxy.Fault {
 		switch r.Method {
-		case http.MethodGet:
+		case http.MethodGet: // objects and listings
 			n := gets.Add(1)
-			if n%10 == 0 {
+			switch {
+			case n%10 == 0:
 				return faultproxy.Fault{Status: http.StatusInternalServerError, Code: "InternalError"}
-			}
-			if n%3 == 0 {
+			case n%10 == 5:
+				return faultproxy.Fault{Status: http.StatusRequestTimeout, Code: "RequestTimeout"}
+			case n%7 == 0:
+				return faultproxy.Fault{Delay: 200 * time.Millisecond}
+			case n%3 == 0:
 				return faultproxy.Fault{CutBody: true}
 			}
 		case http.MethodPut:
-			if puts.Add(1)%2 == 1 {
+			switch n := puts.Add(1); {
+			case n%4 == 1:
 				return faultproxy.Fault{Status: http.StatusServiceUnavailable, Code: "SlowDown"}
+			case n%4 == 3:
+				return faultproxy.Fault{Status: http.StatusRequestTimeout, Code: "RequestTimeout"}
 			}
 		}
 		return faultproxy.Fault{}
@@ -68,6 +75,23 @@ func TestStorageFaultsRetried(t *testing.T) {
 	}
 	faulty.cli.ok(t, faulty.args("list")...)
 	faulty.cli.ok(t, faulty.args("snapshot", src, "--name", "again")...)
+
+	// watch through the faults: its uploads, the bucket index and the
+	// claim go through retries; what it shipped restores exactly.
+	w = startWatch(t, faulty.cli, faulty.args(src)...)
+	for i := 8; i < 12; i++ {
+		insertBatches(t, app, 10*i, 200, 50)
+		exec1(t, app, "SELECT 1")
+	}
+	w.stop()
+	want = checkpointed(t, app, src)
+	out := filepath.Join(t.TempDir(), "after-watch.db")
+	faulty.cli.ok(t, faulty.args("restore", "app", "-o", out)...)
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqualFiles(t, got, src, want)
 	faulty.cli.ok(t, faulty.args("verify")...)
 	t.Logf("faults injected: %d (GETs %d, PUTs %d)", p.Faults.Load(), gets.Load(), puts.Load())
 	if p.Faults.Load() < 20 {
