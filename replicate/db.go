@@ -74,15 +74,17 @@ type DB struct {
 	lastCapture time.Time
 	// lastCaptureNs mirrors lastCapture for Kick, which does not take mu.
 	lastCaptureNs atomic.Int64
-	dbf           *os.File
-	walf          *os.File
-	shmf          *os.File
-	walHdr        wal.Header // header of the WAL the position is in, when known
-	dev           uint64
-	ino           uint64
-	opened        bool
-	failed        error // set when the database cannot be replicated any more
-	pending       bool  // queued for a sync (guarded by w.qmu)
+	// syncStartNs is when the last sync a worker ran started (eventSync).
+	syncStartNs atomic.Int64
+	dbf         *os.File
+	walf        *os.File
+	shmf        *os.File
+	walHdr      wal.Header // header of the WAL the position is in, when known
+	dev         uint64
+	ino         uint64
+	opened      bool
+	failed      error // set when the database cannot be replicated any more
+	pending     bool  // queued for a sync (guarded by w.qmu)
 
 	snapshotting bool    // a periodic snapshot is running
 	jitter       float64 // in [0,1): spreads periodic snapshots
@@ -685,6 +687,10 @@ func (d *DB) snapshot(ctx context.Context, captureFirst bool) error {
 // the first step of its backoff, and the look after giving way to a hook.
 const soonestRecheck = 5 * time.Millisecond
 
+// unindexedRecheck is the longest a sync that found frames written but not
+// yet in the wal-index waits before it looks again.
+const unindexedRecheck = 10 * time.Millisecond
+
 // sync captures new commits and moves the pin forward. Called by the
 // watcher when the WAL or the database file changed, and periodically.
 func (d *DB) sync(ctx context.Context) error {
@@ -741,6 +747,18 @@ func (d *DB) sync(ctx context.Context) error {
 	// its first frames.
 	sealDue := d.seg != nil && d.sealIn() <= 0
 	if seal := wait <= 0 || flush || sealDue || d.w.stopping.Load(); seal || held {
+		if held && d.atZero && d.checkpointWaits() {
+			// A checkpoint waits and the pin has read mark 0, which
+			// stops its copy: the pin moves to the WAL's end first,
+			// without a capture when it can (advance), so the
+			// checkpoint copies while the frames are captured; the pin
+			// still stops the restart until they are.
+			if err := d.advance(); errors.Is(err, errDiscontinuity) {
+				return d.newGeneration(ctx, err.Error())
+			} else if err != nil {
+				return err
+			}
+		}
 		if n, err = d.captureUntil(seal, d.hookWaiting); errors.Is(err, errDiscontinuity) {
 			return d.newGeneration(ctx, err.Error())
 		} else if err != nil {
@@ -772,7 +790,10 @@ func (d *DB) sync(ctx context.Context) error {
 	// A brake that succeeded leaves the pin at mark 0 on a fully
 	// checkpointed WAL: the next writer restarts it, nothing more to do.
 	restartable := d.atZero && h.NBackfill == h.MaxFrame
-	if limit := d.w.walFrameLimit(); h.MaxFrame >= limit && !restartable && d.now().After(d.brakeAfter) {
+	// Not while the application checkpoints itself: that is what the
+	// brake is for, and its lock attempt would take a read mark the
+	// checkpoint then waits for.
+	if limit := d.w.walFrameLimit(); h.MaxFrame >= limit && !restartable && d.now().After(d.brakeAfter) && !d.checkpointWaits() {
 		if err := d.brake(); errors.Is(err, errDiscontinuity) {
 			return d.newGeneration(ctx, err.Error())
 		} else if errors.Is(err, errYield) {
@@ -826,7 +847,16 @@ func (d *DB) sync(ctx context.Context) error {
 		return nil
 	}
 	if (h.NBackfill != h.MaxFrame || unindexed) && d.now().Sub(d.lastActivity) < 10*time.Second {
-		d.recheck = min(max(2*d.recheck, soonestRecheck), time.Second)
+		limit := time.Second
+		if unindexed {
+			// A commit is on its way: its frames are written, and the
+			// wal-index shows them only after the WAL's fsync (tens of
+			// milliseconds for a large transaction), which raises no
+			// event. Backing off to 40 ms here made a checkpoint that
+			// followed the commit wait that much longer.
+			limit = unindexedRecheck
+		}
+		d.recheck = min(max(2*d.recheck, soonestRecheck), limit)
 		d.w.syncAfter(d, d.recheck)
 	}
 	return nil
@@ -875,7 +905,11 @@ func (d *DB) movePin(capture bool) error {
 	// the new pin holds: a capture that meets a restart proves it
 	// continuous only while the pin has read mark 0 (captureFrames).
 	pos := d.st.Pos
-	sameWAL := pos.HeaderKnown && pos.Salt1 == h.Salt1 && pos.Salt2 == h.Salt2 && before.Salt1 == h.Salt1
+	// The position may also be frame 0 of this WAL, recorded under a
+	// mark-0 pin while it was empty (noteEmptyWAL): that pin stopped every
+	// backfill, so every frame it holds came after the position.
+	sameWAL := before.Salt1 == h.Salt1 && ((pos.HeaderKnown && pos.Salt1 == h.Salt1 && pos.Salt2 == h.Salt2) ||
+		(d.atZero && pos.startsWAL(h.Salt1, h.Salt2)))
 	if capture || atZero || !sameWAL {
 		if _, err := d.captureFrames(false); err != nil {
 			return err

@@ -57,3 +57,12 @@ func inBackground(f func()) {
 	}()
 	f()
 }
+
+// startWriteback starts writing n bytes of w's file from off to the disk
+// without waiting (sync_file_range); it does nothing for a writer that is
+// not a file. Only a hint: the fsync after makes them durable.
+func startWriteback(w any, off, n int64) {
+	if f, ok := w.(interface{ Fd() uintptr }); ok {
+		unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE) //nolint:errcheck // a hint
+	}
+}

@@ -71,11 +71,23 @@ type openSegment struct {
 type countingWriter struct {
 	w io.Writer
 	n int64
+	// kicked is how far writeback was started (startWriteback): a large
+	// capture's bytes go to the disk while it goes on, so that the fsync
+	// that seals it (or the barrier) has little left to wait for.
+	kicked int64
 }
+
+// writebackChunk is how many bytes a capture writes before it starts
+// their writeback.
+const writebackChunk = 8 << 20
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
+	if c.n-c.kicked >= writebackChunk {
+		startWriteback(c.w, c.kicked, c.n-c.kicked)
+		c.kicked = c.n
+	}
 	return n, err
 }
 

@@ -200,3 +200,45 @@ func TestVerifyReportsUnfollowedDatabase(t *testing.T) {
 		verifyRestore(t, tg, openDB(t, src), src, "app")
 	})
 }
+
+// An application's TRUNCATE right after a large transaction, with watch
+// following: the pin moves to the WAL's end before the capture (so that
+// the checkpoint copies meanwhile) and to read mark 0 after it. Every
+// TRUNCATE goes through, the generation never changes, and the restore
+// is exact.
+func TestWatchTruncateAfterLargeTransaction(t *testing.T) {
+	tg := fileTarget(t)
+	src := filepath.Join(t.TempDir(), "app.db")
+	createDB(t, src, 4096, "wal", 10)
+	app := openDB(t, src, "_busy_timeout=10000")
+	app.SetMaxOpenConns(1)
+	w := startWatch(t, tg.cli, tg.args(src)...)
+	for i := 0; i < 4; i++ {
+		tx, err := app.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 12000) INSERT INTO t (batch, v) SELECT 9, hex(randomblob(500)) FROM c"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec("UPDATE counter SET n = n + 12000"); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		var b, l, c int
+		if err := app.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&b, &l, &c); err != nil {
+			t.Fatal(err)
+		}
+		if b != 0 {
+			t.Fatalf("TRUNCATE %d after a 12 MB transaction gave up busy", i)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	w.stop()
+	if n := strings.Count(w.logs(), "starting a new generation"); n != 1 {
+		t.Fatalf("generations started: got=%d, want 1 (the first)\n%s", n, w.logs())
+	}
+	verifyRestore(t, tg, app, src, "app")
+}
