@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,8 +25,7 @@ func crashScenario(ctx context.Context, src string, app *sql.DB, w *Watcher) (d 
 	if err := w.Add(src, "app"); err != nil {
 		return nil, err
 	}
-	d = w.dbs[len(w.dbs)-1]
-	w.upMu = map[*DB]*sync.Mutex{d: {}}
+	d = w.all()[len(w.all())-1]
 	if err := d.open(ctx); err != nil {
 		return d, err
 	}
@@ -216,8 +214,7 @@ func TestSpoolStepFailsOnce(t *testing.T) {
 					if err := w.Add(src, "app"); err != nil {
 						t.Fatal(err)
 					}
-					d := w.dbs[0]
-					w.upMu = map[*DB]*sync.Mutex{d: {}}
+					d := w.all()[0]
 					ctx := context.Background()
 					if err := d.open(ctx); err != nil {
 						if !errors.Is(err, fsystest.ErrInjected) && !strings.Contains(err.Error(), "injected") {
@@ -266,7 +263,7 @@ func interval(batch bool) time.Duration {
 // crashWatcher is a watcher of the runs, its spools on o.
 func crashWatcher(st walsync.Storage, batch bool, o fsys.OS) *Watcher {
 	w := &Watcher{Storage: st, Batch: batch, SyncInterval: interval(batch), FS: o}
-	w.snapshotSem, w.uploadQ, w.syncQ = make(chan struct{}, 1), make(chan *DB, 16), make(chan *DB, 16)
+	w.prepare()
 	return w
 }
 

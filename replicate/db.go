@@ -74,6 +74,11 @@ type DB struct {
 	lastCapture time.Time
 	// lastCaptureNs mirrors lastCapture for Kick, which does not take mu.
 	lastCaptureNs atomic.Int64
+	// upLock: one upload pass of the spool at a time (uploadAll).
+	upLock sync.Mutex
+	// leaving: the watcher stops following d (Release): as for a
+	// shutdown, the final sync captures everything and seals.
+	leaving atomic.Bool
 	// syncStartNs is when the last sync a worker ran started (eventSync).
 	syncStartNs atomic.Int64
 	dbf         *os.File
@@ -84,7 +89,6 @@ type DB struct {
 	ino         uint64
 	opened      bool
 	failed      error // set when the database cannot be replicated any more
-	pending     bool  // queued for a sync (guarded by w.qmu)
 
 	snapshotting bool    // a periodic snapshot is running
 	jitter       float64 // in [0,1): spreads periodic snapshots
@@ -543,7 +547,7 @@ func (d *DB) newGeneration(ctx context.Context, reason string) error {
 		d.genPending, d.genBackoff, d.genRetryAt = "", 0, time.Time{}
 		return nil
 	}
-	if ctx.Err() != nil || d.w.stopping.Load() {
+	if ctx.Err() != nil || d.stopping() {
 		d.genPending = reason
 		return err
 	}
@@ -700,7 +704,7 @@ func (d *DB) sync(ctx context.Context) error {
 		return d.failed
 	}
 	if !d.opened {
-		if d.lost == "" || d.w.stopping.Load() {
+		if d.lost == "" || d.stopping() {
 			return nil
 		}
 		return d.follow(ctx)
@@ -746,7 +750,7 @@ func (d *DB) sync(ctx context.Context) error {
 	// An open segment (Watcher.Batch) is sealed one sync interval after
 	// its first frames.
 	sealDue := d.seg != nil && d.sealIn() <= 0
-	if seal := wait <= 0 || flush || sealDue || d.w.stopping.Load(); seal || held {
+	if seal := wait <= 0 || flush || sealDue || d.stopping(); seal || held {
 		if held && d.atZero && d.checkpointWaits() {
 			// A checkpoint waits and the pin has read mark 0, which
 			// stops its copy: the pin moves to the WAL's end first,
@@ -1054,7 +1058,7 @@ func (d *DB) captureFrames(seal bool) (int, error) { return d.captureUntil(seal,
 // a capture in the background or in a sync then stops at the next commit
 // and lets go (DB.pinWanted). Never while the watcher stops: the final
 // sync captures everything.
-func (d *DB) hookWaiting() bool { return d.pinWanted.Load() > 0 && !d.w.stopping.Load() }
+func (d *DB) hookWaiting() bool { return d.pinWanted.Load() > 0 && !d.stopping() }
 
 // captureUntil is captureFrames that stops after the first commit at
 // which stop (if not nil) says so: a background capture and a sync give
@@ -1071,7 +1075,7 @@ func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 	// A watcher that stops batches nothing: the final sync's pin move
 	// captures what another process committed since its first capture,
 	// and an open segment would stay in the spool at exit.
-	seal = seal || !d.w.Batch || d.w.stopping.Load()
+	seal = seal || !d.w.Batch || d.stopping()
 	h, err := d.readIndex()
 	if err != nil {
 		return 0, err
@@ -1295,6 +1299,10 @@ func (d *DB) follow(ctx context.Context) error {
 	return nil
 }
 
+// stopping says whether d's following is ending: the watcher shuts down
+// or releases d.
+func (d *DB) stopping() bool { return d.w.stopping.Load() || d.leaving.Load() }
+
 // checkpointWaits says whether a checkpoint is under way: in the
 // application of the VFS (Watcher.CheckpointStarted) or in another
 // process (its checkpoint lock, checkpointElsewhere).
@@ -1320,7 +1328,7 @@ func (d *DB) replaced() (bool, error) {
 func (d *DB) periodicSnapshot(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.opened || d.failed != nil || d.w.stopping.Load() || d.unpinned || !d.st.Changed || d.w.SnapshotInterval <= 0 ||
+	if !d.opened || d.failed != nil || d.stopping() || d.unpinned || !d.st.Changed || d.w.SnapshotInterval <= 0 ||
 		d.now().Sub(d.st.Snapshot) < d.w.SnapshotInterval {
 		return nil
 	}

@@ -18,17 +18,12 @@ import (
 // without the event loop: the test calls sync itself.
 func newTestDB(t testing.TB, w *Watcher, src string) *DB {
 	t.Helper()
-	if w.snapshotSem == nil {
-		w.snapshotSem = make(chan struct{}, 1)
-		w.uploadQ = make(chan *DB, 16)
-		w.syncQ = make(chan *DB, 16)
-	}
-	w.dbs, w.byFile = nil, nil
+	w.prepare()
+	w.reg.Store(nil)
 	if err := w.Add(src, "app"); err != nil {
 		t.Fatal(err)
 	}
-	d := w.dbs[0]
-	w.upMu = map[*DB]*sync.Mutex{d: {}}
+	d := w.all()[0]
 	if err := d.open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -263,9 +258,10 @@ func TestSyncAfterTellsOnQuiet(t *testing.T) {
 	if left := last(); left <= 0 || left > time.Second {
 		t.Fatalf("armed within the interval: told %v, want (0, 1s]", left)
 	}
-	select {
-	case <-w.syncQ:
-	case <-time.After(10 * time.Second):
+	popCtx, cancelPop := context.WithTimeout(context.Background(), 10*time.Second)
+	popped := w.syncQ.pop(popCtx)
+	cancelPop()
+	if popped != d {
 		t.Fatal("the timer did not queue a sync")
 	}
 	if left := last(); left != 0 {
@@ -359,7 +355,6 @@ func TestFailedGenerationBacksOff(t *testing.T) {
 		t.Fatalf("capture while no generation could start: %d frames, %v; want none and a discontinuity", n, err)
 	}
 	w.ready.Store(true)
-	w.byFile[src] = d
 	if err := w.Durable(ctx, src); err == nil || !strings.Contains(err.Error(), "no generation") {
 		t.Fatalf("Durable while no generation could start: %v; want an error", err)
 	}

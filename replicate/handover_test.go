@@ -83,7 +83,7 @@ func TestClaimReleasedWhileTaken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := rw.w.dbs[0]; c.ID != d.claimID || c.ID == "previous" {
+	if d := rw.w.all()[0]; c.ID != d.claimID || c.ID == "previous" {
 		t.Fatalf("lock.json holds claim %q; the watcher's is %q", c.ID, d.claimID)
 	}
 	rw.stop(t)
@@ -140,7 +140,7 @@ func TestNoCaptureAfterFinalSync(t *testing.T) {
 	}}
 	w.Storage = st
 	rw := startWatcher(t, w, src, "app")
-	d = w.dbs[0]
+	d = w.all()[0]
 	w.testHookBackground = func() { <-gate }
 	w.Flush(src)
 	rw.stop(t)

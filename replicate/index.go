@@ -227,7 +227,7 @@ func (w *Watcher) recordFollowing(d *DB, problem *walsync.IndexProblem) {
 	x.mu.Unlock()
 	// Rare and worth knowing at once: written now, not at the next
 	// index interval.
-	if w.indexCtx != nil && !w.indexClosed.Load() && !w.stopping.Load() {
+	if w.indexCtx != nil && !w.indexClosed.Load() && !d.stopping() {
 		go func() {
 			ctx, cancel := context.WithTimeout(w.indexCtx, indexWriteTimeout)
 			defer cancel()
@@ -242,7 +242,7 @@ func (w *Watcher) recordFollowing(d *DB, problem *walsync.IndexProblem) {
 // or the watcher is not running (tests that upload by hand, shutdown: the
 // final flush writes).
 func (w *Watcher) scheduleIndex(d *DB) {
-	if w.indexCtx == nil || w.indexClosed.Load() || w.stopping.Load() {
+	if w.indexCtx == nil || w.indexClosed.Load() || d.stopping() {
 		return
 	}
 	x := &d.index
@@ -261,7 +261,7 @@ func (w *Watcher) scheduleIndex(d *DB) {
 
 func (w *Watcher) indexTimer(d *DB) {
 	x := &d.index
-	if !w.indexClosed.Load() && !w.stopping.Load() {
+	if !w.indexClosed.Load() && !d.stopping() {
 		ctx, cancel := context.WithTimeout(w.indexCtx, indexWriteTimeout)
 		if err := w.writeIndex(ctx, d); err != nil && !w.indexClosed.Load() {
 			d.log.Warn("could not write the bucket index; retrying later (an index only: list, restore and verify do not need it)",
@@ -319,13 +319,27 @@ func (w *Watcher) writeIndex(ctx context.Context, d *DB) error {
 	return nil
 }
 
+// closeIndex stops d's index timer and writes its index if something is
+// new (Release).
+func (w *Watcher) closeIndex(ctx context.Context, d *DB) {
+	d.index.mu.Lock()
+	if d.index.timer != nil {
+		d.index.timer.Stop()
+	}
+	d.index.mu.Unlock()
+	if err := w.writeIndex(ctx, d); err != nil {
+		d.log.Warn("could not write the bucket index (an index only: list, restore and verify do not need it)",
+			"key", walsync.StateKey(d.Name), "err", err)
+	}
+}
+
 // flushIndexes stops the timers and writes every index with something new,
 // a few at a time: at shutdown, after the last uploads.
 func (w *Watcher) flushIndexes(ctx context.Context) {
 	w.indexClosed.Store(true)
 	sem := make(chan struct{}, max(w.Uploads, 4))
 	var wg sync.WaitGroup
-	for _, d := range w.dbs {
+	for _, d := range w.all() {
 		d.index.mu.Lock()
 		if d.index.timer != nil {
 			d.index.timer.Stop()

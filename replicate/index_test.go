@@ -259,7 +259,7 @@ func TestIndexIdleDatabaseCostsNothing(t *testing.T) {
 	w := &Watcher{Storage: cs, IndexInterval: 10 * time.Millisecond}
 	rw := startWatcher(t, w, src, "app")
 	commitDurable(t, rw, app, src, 3)
-	x := &w.dbs[0].index
+	x := &w.all()[0].index
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
 		x.mu.Lock()
 		done := x.version == x.written && !x.pending

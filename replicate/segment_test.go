@@ -700,7 +700,7 @@ func TestBatchStopAfterSeal(t *testing.T) {
 	src, app, st := newSource(t)
 	rw := startWatcher(t, &Watcher{Storage: st, Batch: true, SyncInterval: time.Hour}, src, "app")
 	commitDurable(t, rw, app, src, 3) // Durable seals at once
-	d := rw.w.dbs[0]
+	d := rw.w.all()[0]
 	d.mu.Lock()
 	next := d.nextOpen
 	d.mu.Unlock()

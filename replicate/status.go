@@ -68,7 +68,7 @@ type lastErrHolder struct {
 
 // Status returns the database at path's status (as given to Add).
 func (w *Watcher) Status(path string) (Status, error) {
-	d := w.byFile[path]
+	d := w.byPath(path)
 	if d == nil {
 		return Status{}, fmt.Errorf("database %s: not replicated by this watcher", path)
 	}

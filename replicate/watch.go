@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,17 +109,23 @@ type Watcher struct {
 	// written at most this often, after uploads (see index.go). Zero
 	// means 10 s.
 	IndexInterval time.Duration
+	// Dynamic: databases come and go while it runs (Follow, Release), and
+	// it may start with none (the VFS's watcher, shared by every database
+	// of the process with the same bucket and settings).
+	Dynamic bool
 	// FS is the file system of the spools (nil: the real one): tests
 	// fail or crash named steps through it (package fsys).
 	FS fsys.OS
 
-	dbs         []*DB
-	byFile      map[string]*DB // database and -wal paths
+	regMu       sync.Mutex // serializes changes of reg
+	reg         atomic.Pointer[registry]
+	prepOnce    sync.Once
+	notifyMu    sync.Mutex
+	notify      *fsnotify.Watcher // nil: polling only
+	watched     map[string]int    // directories watched, and for how many databases
 	snapshotSem chan struct{}
-	syncQ       chan *DB
-	uploadQ     chan *DB
-	qmu         sync.Mutex
-	upMu        map[*DB]*sync.Mutex
+	syncQ       *dbQueue
+	uploadQ     *dbQueue
 	metrics     metrics
 	started     atomic.Bool
 	ready       atomic.Bool
@@ -190,53 +197,160 @@ func (w *Watcher) logger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// Add registers a database (absolute path) under name. Call before Run.
+// Add registers a database (absolute path) under name. Call before Run;
+// a running watcher takes more with Follow.
 func (w *Watcher) Add(path, name string) error {
 	if w.started.Load() {
 		return errors.New("watcher already running")
 	}
+	_, err := w.register(path, name)
+	return err
+}
+
+// register adds the database at path under name to the registry.
+func (w *Watcher) register(path, name string) (*DB, error) {
 	if err := walsync.ValidateName(name); err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	w.regMu.Lock()
+	defer w.regMu.Unlock()
+	if w.byPath(abs) != nil {
+		return nil, fmt.Errorf("database %s given twice", abs)
+	}
+	for _, d := range w.all() {
+		if d.Name == name {
+			return nil, fmt.Errorf("databases %s and %s would share the name %q", d.Path, abs, name)
+		}
+	}
+	d := &DB{Path: abs, Name: name, w: w, log: w.logger().With("db", name), jitter: rand.Float64()}
+	w.update(func(r *registry) {
+		r.dbs = append(r.dbs, d)
+		for _, f := range d.files() {
+			r.byFile[f] = d
+		}
+	})
+	return d, nil
+}
+
+// unregister removes d from the registry: no event, poll, tick or hook
+// finds it any more.
+func (w *Watcher) unregister(d *DB) {
+	w.regMu.Lock()
+	defer w.regMu.Unlock()
+	w.update(func(r *registry) {
+		r.dbs = slices.DeleteFunc(r.dbs, func(x *DB) bool { return x == d })
+		for _, f := range d.files() {
+			if r.byFile[f] == d {
+				delete(r.byFile, f)
+			}
+		}
+	})
+}
+
+// Follow adds the database at path, under name, to a running watcher
+// (Dynamic) and returns once it follows it: its position proven or a new
+// generation started, as a start does for the databases given to Add. On
+// error nothing of it is left in the watcher.
+func (w *Watcher) Follow(ctx context.Context, path, name string) error {
+	if !w.ready.Load() || w.stopping.Load() {
+		return errors.New("watcher not running")
+	}
+	d, err := w.register(path, name)
+	if err != nil {
 		return err
 	}
+	if err := d.open(ctx); err != nil {
+		w.unregister(d)
+		d.release(context.WithoutCancel(ctx))
+		return fmt.Errorf("%s: %w", d.Path, err)
+	}
+	w.notifyMu.Lock()
+	err = w.watchLocked(d)
+	w.notifyMu.Unlock()
+	if err != nil {
+		d.log.Warn("no file notifications for this database; polling it", "err", err)
+	}
+	w.notifyUpload(d) // spooled objects of an earlier run go out first
+	w.enqueueSync(d)
+	return nil
+}
+
+// Release stops following the database at path, as a shutdown does for
+// every database: what is committed is captured and shipped (within
+// ctx), the bucket index written, the name and the owner lock given up.
+// The other databases go on. It returns an error when objects are left
+// in the spool (the next start ships them); a path not followed is not
+// an error.
+func (w *Watcher) Release(ctx context.Context, path string) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return err
 	}
-	if w.byFile == nil {
-		w.byFile = map[string]*DB{}
+	d := w.byPath(abs)
+	if d == nil || d.Path != abs {
+		return nil
 	}
-	if _, dup := w.byFile[abs]; dup {
-		return fmt.Errorf("database %s given twice", abs)
+	w.unregister(d)
+	w.unwatch(d)
+	d.leaving.Store(true)
+	d.tmu.Lock()
+	if d.timer != nil {
+		d.timer.Stop()
 	}
-	for _, d := range w.dbs {
-		if d.Name == name {
-			return fmt.Errorf("databases %s and %s would share the name %q", d.Path, abs, name)
+	d.tmu.Unlock()
+	return w.finish(ctx, d)
+}
+
+// finish is the end of following d (Release, or every database at a
+// shutdown): the final capture, the uploads, the bucket index, the name
+// and the owner lock. It returns an error when objects are left.
+func (w *Watcher) finish(ctx context.Context, d *DB) error {
+	if err := d.sync(context.WithoutCancel(ctx)); err != nil {
+		d.log.Error("final capture failed", "err", err)
+	}
+	d.mu.Lock()
+	d.discardPrepared() // not an object left to ship
+	d.mu.Unlock()
+	var left int
+	if err := w.uploadAll(ctx, d); err != nil {
+		d.log.Error("could not ship everything; it stays in the spool for the next start", "err", err)
+	}
+	if d.spool != nil {
+		if entries, err := d.spool.entries(); err == nil {
+			left = len(entries)
 		}
 	}
-	d := &DB{Path: abs, Name: name, w: w, log: w.logger().With("db", name), jitter: rand.Float64()}
-	w.dbs = append(w.dbs, d)
-	w.byFile[abs] = d
-	w.byFile[abs+"-wal"] = d
-	w.byFile[filepath.Join(spoolDir(abs), changedFileName)] = d
-	w.byFile[filepath.Join(spoolDir(abs), flushFileName)] = d
+	w.closeIndex(ctx, d)
+	d.release(context.WithoutCancel(ctx))
+	d.close()
+	if left > 0 {
+		return fmt.Errorf("%s: %d captured objects not yet uploaded (kept in the spool; the next start uploads them)", d.Path, left)
+	}
 	return nil
+}
+
+// prepare makes the queues and the snapshot semaphore (Run; tests that
+// drive a DB by hand).
+func (w *Watcher) prepare() {
+	w.prepOnce.Do(func() {
+		w.snapshotSem = make(chan struct{}, max(1, w.Snapshots))
+		w.syncQ, w.uploadQ = newDBQueue(), newDBQueue()
+	})
 }
 
 // Run replicates until ctx ends, then captures and uploads what is left
 // (bounded by ShutdownTimeout) and returns. A database that cannot be
 // opened is an error at start; later failures are logged and retried.
 func (w *Watcher) Run(ctx context.Context) error {
-	if len(w.dbs) == 0 {
+	if len(w.all()) == 0 && !w.Dynamic {
 		return errors.New("no databases to watch")
 	}
 	w.started.Store(true)
-	w.snapshotSem = make(chan struct{}, max(1, w.Snapshots))
-	w.syncQ = make(chan *DB, len(w.dbs))
-	w.uploadQ = make(chan *DB, len(w.dbs))
-	w.upMu = map[*DB]*sync.Mutex{}
-	for _, d := range w.dbs {
-		w.upMu[d] = &sync.Mutex{}
-	}
+	w.prepare()
 	pctx, cancel := w.startCtx(ctx)
 	err := w.Storage.Prepare(pctx)
 	cancel()
@@ -262,7 +376,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}()
 	}
 
-	for _, d := range w.dbs {
+	for _, d := range w.all() {
 		if err := d.open(ctx); err != nil {
 			w.closeAll()
 			stopUploads()
@@ -294,7 +408,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.syncWorker(syncCtx)
 		}()
 	}
-	w.logger().Info("watching", "databases", len(w.dbs), "bucket", w.Storage.String())
+	w.logger().Info("watching", "databases", len(w.all()), "bucket", w.Storage.String())
 	w.ready.Store(true)
 	if w.OnReady != nil {
 		w.OnReady()
@@ -326,16 +440,16 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case ev := <-events:
-			if d := w.byFile[ev.Name]; d != nil {
+			if d := w.byPath(ev.Name); d != nil {
 				w.eventSync(d)
 			}
 		case err := <-errs:
 			w.logger().Warn("file notification error; checking every database", "err", err)
-			for _, d := range w.dbs {
+			for _, d := range w.all() {
 				w.enqueueSync(d)
 			}
 		case <-pollTick.C:
-			for _, d := range w.dbs {
+			for _, d := range w.all() {
 				if fs := statFiles(d.Path); fs != stats[d] {
 					stats[d] = fs
 					w.enqueueSync(d)
@@ -349,7 +463,7 @@ loop:
 				}()
 			}
 		case <-snapTick.C:
-			for _, d := range w.dbs {
+			for _, d := range w.all() {
 				if w.SnapshotInterval > 0 && d.snapshotDue() {
 					go inBackground(func() { w.runSnapshot(syncCtx, d) })
 				}
@@ -368,7 +482,7 @@ loop:
 		timeout = 30 * time.Second
 	}
 	deadline := time.Now().Add(timeout)
-	for _, d := range w.dbs {
+	for _, d := range w.all() {
 		if err := d.sync(context.Background()); err != nil {
 			d.log.Error("final capture failed", "err", err)
 		}
@@ -378,7 +492,7 @@ loop:
 	finalCtx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	var left int
-	for _, d := range w.dbs {
+	for _, d := range w.all() {
 		d.mu.Lock()
 		d.discardPrepared() // not an object left to ship
 		d.mu.Unlock()
@@ -410,7 +524,7 @@ func (w *Watcher) startCtx(ctx context.Context) (context.Context, context.Cancel
 // pruneAll applies retention to every database that uploaded something
 // since its last pass: an idle database costs no request.
 func (w *Watcher) pruneAll(ctx context.Context) {
-	for _, d := range w.dbs {
+	for _, d := range w.all() {
 		if !d.uploadedSincePrune.Swap(false) {
 			continue
 		}
@@ -440,7 +554,7 @@ func (w *Watcher) pruneAll(ctx context.Context) {
 }
 
 func (w *Watcher) closeAll() {
-	for _, d := range w.dbs {
+	for _, d := range w.all() {
 		// The name goes before the owner lock: a process that takes over
 		// (it can only once the lock is free) then finds lock.json gone,
 		// not ours, which it would delete while we read it (release is a
@@ -468,40 +582,65 @@ func statFiles(path string) fileState {
 }
 
 // startNotify watches the directory of every database (one watch per
-// directory, not per file).
+// directory, not per file); Follow and Release add and remove theirs.
 func (w *Watcher) startNotify() (*fsnotify.Watcher, error) {
 	nw, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, err
 	}
-	dirs := map[string]bool{}
-	for _, d := range w.dbs {
-		dir := filepath.Dir(d.Path)
-		if w.SpoolNotify {
-			dir = d.spool.dir
-		}
-		if dirs[dir] {
-			continue
-		}
-		if err := nw.Add(dir); err != nil {
+	w.notifyMu.Lock()
+	defer w.notifyMu.Unlock()
+	w.notify, w.watched = nw, map[string]int{}
+	for _, d := range w.all() {
+		if err := w.watchLocked(d); err != nil {
 			nw.Close()
-			return nil, fmt.Errorf("watch %s: %w", dir, err)
+			w.notify = nil
+			return nil, err
 		}
-		dirs[dir] = true
 	}
 	return nw, nil
 }
 
-func (w *Watcher) enqueueSync(d *DB) {
-	w.qmu.Lock()
-	if d.pending {
-		w.qmu.Unlock()
+// notifyDir is the directory whose events concern d.
+func (w *Watcher) notifyDir(d *DB) string {
+	if w.SpoolNotify {
+		return spoolDir(d.Path)
+	}
+	return filepath.Dir(d.Path)
+}
+
+// watchLocked adds d's directory to the notifications (counted: a
+// directory of many databases is watched once). Called with w.notifyMu
+// held.
+func (w *Watcher) watchLocked(d *DB) error {
+	if w.notify == nil {
+		return nil // polling only
+	}
+	dir := w.notifyDir(d)
+	if w.watched[dir] == 0 {
+		if err := w.notify.Add(dir); err != nil {
+			return fmt.Errorf("watch %s: %w", dir, err)
+		}
+	}
+	w.watched[dir]++
+	return nil
+}
+
+// unwatch takes back what watchLocked did for d.
+func (w *Watcher) unwatch(d *DB) {
+	w.notifyMu.Lock()
+	defer w.notifyMu.Unlock()
+	if w.notify == nil {
 		return
 	}
-	d.pending = true
-	w.qmu.Unlock()
-	w.syncQ <- d
+	dir := w.notifyDir(d)
+	if w.watched[dir]--; w.watched[dir] <= 0 {
+		delete(w.watched, dir)
+		w.notify.Remove(dir) //nolint:errcheck // gone with the directory, or not: no event finds d any more
+	}
 }
+
+func (w *Watcher) enqueueSync(d *DB) { w.syncQ.push(d) }
 
 // eventGap is the shortest time between two syncs of a database that file
 // notifications ask for. Every write raises one: a large transaction
@@ -551,7 +690,7 @@ func (w *Watcher) syncAfter(d *DB, delay time.Duration) {
 				w.OnQuiet(d.Path, 0)
 			}
 			d.tmu.Unlock()
-			if !w.stopping.Load() {
+			if !d.stopping() {
 				w.enqueueSync(d)
 			}
 		})
@@ -562,22 +701,18 @@ func (w *Watcher) syncAfter(d *DB, delay time.Duration) {
 
 func (w *Watcher) syncWorker(ctx context.Context) {
 	for {
-		select {
-		case <-ctx.Done():
+		d := w.syncQ.pop(ctx)
+		if d == nil {
 			return
-		case d := <-w.syncQ:
-			w.qmu.Lock()
-			d.pending = false
-			w.qmu.Unlock()
-			d.syncStartNs.Store(time.Now().UnixNano())
-			inBackground(func() {
-				if err := d.sync(ctx); err != nil && ctx.Err() == nil {
-					d.captureFailed(err)
-				} else if err == nil {
-					d.captureWorks()
-				}
-			})
 		}
+		d.syncStartNs.Store(time.Now().UnixNano())
+		inBackground(func() {
+			if err := d.sync(ctx); err != nil && ctx.Err() == nil {
+				d.captureFailed(err)
+			} else if err == nil {
+				d.captureWorks()
+			}
+		})
 	}
 }
 
@@ -612,19 +747,17 @@ func (w *Watcher) runSnapshot(ctx context.Context, d *DB) {
 	}
 }
 
-func (w *Watcher) notifyUpload(d *DB) {
-	select {
-	case w.uploadQ <- d:
-	default: // already queued enough; the worker drains the whole spool
-	}
-}
+// notifyUpload queues d's spool for the upload workers (once: a worker
+// drains the whole spool).
+func (w *Watcher) notifyUpload(d *DB) { w.uploadQ.push(d) }
 
 func (w *Watcher) uploadWorker(ctx context.Context) {
 	for {
-		select {
-		case <-ctx.Done():
+		d := w.uploadQ.pop(ctx)
+		if d == nil {
 			return
-		case d := <-w.uploadQ:
+		}
+		{
 			var err error
 			inBackground(func() { err = w.uploadAll(ctx, d) })
 			if errors.Is(err, errAnotherWriter) {
@@ -657,9 +790,8 @@ func IsAnotherWriter(err error) bool { return errors.Is(err, errAnotherWriter) }
 // uploadAll uploads d's spooled objects in order; the first failure stops
 // it (order matters: a segment never goes up before its snapshot).
 func (w *Watcher) uploadAll(ctx context.Context, d *DB) error {
-	mu := w.upMu[d]
-	mu.Lock()
-	defer mu.Unlock()
+	d.upLock.Lock()
+	defer d.upLock.Unlock()
 	if d.spool == nil {
 		return nil
 	}
@@ -832,7 +964,7 @@ func (w *Watcher) KickNow(path string) {
 // live returns the database at path (as given to Add) while the watcher
 // follows it: ready, not stopping; nil otherwise.
 func (w *Watcher) live(path string) *DB {
-	if d := w.byFile[path]; d != nil && w.ready.Load() && !w.stopping.Load() {
+	if d := w.byPath(path); d != nil && w.ready.Load() && !d.stopping() {
 		return d
 	}
 	return nil
@@ -911,7 +1043,7 @@ func (w *Watcher) LetGoForCheckpoint(path string) {
 // leaves the next capture to find the restart unproven (a new
 // generation, logged).
 func (w *Watcher) ResumeAfterCheckpoint(path string) {
-	d := w.byFile[path]
+	d := w.byPath(path)
 	if d == nil {
 		return
 	}
@@ -948,7 +1080,7 @@ func (w *Watcher) ResumeAfterCheckpoint(path string) {
 func (d *DB) whileReplicating(f func()) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.opened && d.failed == nil && !d.w.stopping.Load() && !d.unpinned {
+	if d.opened && d.failed == nil && !d.stopping() && !d.unpinned {
 		f()
 	}
 }
@@ -973,7 +1105,7 @@ func (d *DB) hookFailed(err error) {
 // every spooled object up to it. It returns ctx's error when ctx ends
 // first, and the database's error when its replication stopped.
 func (w *Watcher) Durable(ctx context.Context, path string) error {
-	d := w.byFile[path]
+	d := w.byPath(path)
 	if d == nil || !w.ready.Load() {
 		return fmt.Errorf("database %s: not replicated by this watcher", path)
 	}
