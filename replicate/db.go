@@ -74,6 +74,8 @@ type DB struct {
 	lastCapture time.Time
 	// lastCaptureNs mirrors lastCapture for Kick, which does not take mu.
 	lastCaptureNs atomic.Int64
+	// spareUsed: when the spare connection was last asked for (spare).
+	spareUsed time.Time
 	// upLock: one upload pass of the spool at a time (uploadAll).
 	upLock sync.Mutex
 	// leaving: the watcher stops following d (Release): as for a
@@ -948,6 +950,7 @@ func (d *DB) movePin(capture bool) error {
 // process holds a lock on the file (POSIX locks are per process), and the
 // close cannot checkpoint or delete the WAL while the pin reads it.
 func (d *DB) spare() (*pinConn, error) {
+	d.spareUsed = d.now()
 	i := 1 - d.cur
 	if d.pins[i] == nil {
 		p, err := openPin(d.Path, d.w.busyTimeout())
@@ -970,6 +973,26 @@ func (d *DB) dropSpare() {
 	}
 	p.close() //nolint:errcheck // closing ends its transaction either way
 	d.pins[i] = nil
+}
+
+// spareIdle is how long Watcher.KeepSpare keeps a database's spare
+// connection after its last use: SQLite's heap for a connection is about
+// 145 KB, the most of what an open database costs the VFS's application.
+const spareIdle = 10 * time.Second
+
+// dropIdleSpare closes the spare connection that KeepSpare kept when it
+// has not been used for spareIdle (the database went quiet). It gives
+// way to whoever holds d.mu. Called by the watcher's tick.
+func (d *DB) dropIdleSpare() {
+	if !d.w.KeepSpare || !d.mu.TryLock() {
+		return
+	}
+	defer d.mu.Unlock()
+	i := 1 - d.cur
+	if p := d.pins[i]; p != nil && !p.open && d.now().Sub(d.spareUsed) >= spareIdle {
+		p.close() //nolint:errcheck // no transaction: nothing to end
+		d.pins[i] = nil
+	}
 }
 
 // repin ends the current pin's read transaction, runs between (when not

@@ -137,3 +137,46 @@ func TestFollowAndRelease(t *testing.T) {
 	}
 	restoreName(t, st, "db1", gone)
 }
+
+// KeepSpare keeps the second connection between pin moves, but not for
+// a database that went quiet: after spareIdle it is closed (145 KB of
+// SQLite heap each), and the next move opens one again.
+func TestIdleSpareClosed(t *testing.T) {
+	src, app, st := newSource(t)
+	w := &Watcher{Storage: st, KeepSpare: true}
+	d := newTestDB(t, w, src)
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+	cycle := func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if err := d.cycle(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cycle()
+	spare := func() *pinConn {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.pins[1-d.cur]
+	}
+	if spare() == nil {
+		t.Fatal("KeepSpare: no spare connection after a pin move")
+	}
+	d.dropIdleSpare()
+	if spare() == nil {
+		t.Fatal("a spare used just now was closed")
+	}
+	d.mu.Lock()
+	d.spareUsed = d.now().Add(-spareIdle)
+	d.mu.Unlock()
+	d.dropIdleSpare()
+	if spare() != nil {
+		t.Fatal("a spare idle for spareIdle is still open")
+	}
+	mustExec(t, app, "INSERT INTO t (b) VALUES (randomblob(3000))")
+	cycle()
+	if err := w.uploadAll(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	restoreMatches(t, st, src)
+}

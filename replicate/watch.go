@@ -468,6 +468,7 @@ loop:
 					go inBackground(func() { w.runSnapshot(syncCtx, d) })
 				}
 				d.checkUploadStall()
+				d.dropIdleSpare()
 			}
 		}
 	}

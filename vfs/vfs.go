@@ -297,11 +297,8 @@ type database struct {
 	baseLog *slog.Logger
 	refs    int
 
-	mu       sync.Mutex // guards the fields below
-	w        *replicate.Watcher
-	cancel   context.CancelFunc
-	done     chan struct{}
-	runErr   error
+	mu       sync.Mutex         // guards the fields below
+	w        *replicate.Watcher // the engine that follows d (engineFor), once it does
 	starting bool
 	startErr error // the outcome of the last start that failed (nil once d.w is set)
 	waiting  bool  // a retry loop runs (retryOwnership)
@@ -544,65 +541,21 @@ func (d *database) start() error {
 }
 
 func (d *database) run() error {
-	ctx, cancelOpen := context.WithTimeout(context.Background(), startTimeout)
-	st, err := openStorage(ctx, d.cfg)
-	cancelOpen()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	w, err := engineFor(ctx, d.cfg)
 	if err != nil {
 		return err
 	}
-	syncInterval := orDefault(d.cfg.opts.SyncInterval, time.Second)
-	if syncInterval < 0 || d.cfg.sync {
-		syncInterval = 0
-	}
-	snapInterval := orDefault(d.cfg.opts.SnapshotInterval, time.Hour)
-	if snapInterval < 0 {
-		snapInterval = 0
-	}
-	ready := make(chan struct{})
-	w := &replicate.Watcher{
-		Storage:          st,
-		Logger:           d.baseLog,
-		SnapshotInterval: snapInterval,
-		SyncInterval:     syncInterval,
-		ShutdownTimeout:  orDefault(d.cfg.opts.CloseTimeout, 10*time.Second),
-		Owner:            "the walsync VFS in " + processName(),
-		SpoolNotify:      true, // its own commits come through Kick
-		KeepSpare:        true, // pin moves come from the committing thread
-		Batch:            true, // one segment per sync interval, not per hook capture
-		StartTimeout:     startTimeout,
-		OnReady:          func() { close(ready) },
-		OnQuiet:          d.setQuiet,
-	}
-	if err := w.Add(d.path, d.cfg.name); err != nil {
+	quietByPath.Store(d.path, d)
+	if err := w.Follow(context.Background(), d.path, d.cfg.name); err != nil {
+		quietByPath.Delete(d.path)
 		return err
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	var runErr error
-	go func() {
-		defer close(done)
-		runErr = w.Run(runCtx)
-	}()
-	select {
-	case <-ready:
-	case <-done:
-		cancel()
-		return runErr
-	}
 	d.mu.Lock()
-	d.w, d.cancel, d.done = w, cancel, done
+	d.w = w
 	d.waiting, d.broken = false, false
 	d.mu.Unlock()
-	go func() {
-		<-done
-		d.setQuiet("", 0) // a stopped watcher is not kicked: calls must come
-		d.mu.Lock()
-		d.runErr = runErr
-		d.mu.Unlock()
-		if runErr != nil {
-			d.log.Error("replication ended", "err", runErr)
-		}
-	}()
 	return nil
 }
 
@@ -927,27 +880,30 @@ func closeConn(id int64) {
 	if wal && d.waitStarted(context.Background()) == nil {
 		d.shipBeforeClose()
 	}
-	// A start in progress finishes first (its watcher is then stopped
+	// A start in progress finishes first (the engine then releases d
 	// like any other); none begins after this.
-	var cancel context.CancelFunc
-	var done chan struct{}
+	var w *replicate.Watcher
 	for {
 		d.mu.Lock()
 		d.closed = true
 		starting := d.starting
-		cancel, done = d.cancel, d.done
+		w = d.w
 		d.mu.Unlock()
 		if !starting {
 			break
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	if cancel == nil {
+	if w == nil {
 		return
 	}
-	cancel()
-	// The watcher's shutdown is bounded by its ShutdownTimeout.
-	<-done
+	ctx, cancel := context.WithTimeout(context.Background(), orDefault(d.cfg.opts.CloseTimeout, 10*time.Second))
+	defer cancel()
+	if err := w.Release(ctx, d.path); err != nil {
+		d.log.Error("could not ship everything at the last close; the next open, or walsync watch, ships it", "err", err)
+	}
+	quietByPath.Delete(d.path)
+	d.setQuiet("", 0)
 }
 
 // shipBeforeClose makes sure the commits of a process that did not
