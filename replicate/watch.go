@@ -376,15 +376,41 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}()
 	}
 
+	// One database that cannot be opened does not stop the others: it is
+	// logged and looked at again (DB.follow: backoff, a line a minute).
+	// Only when none can be followed does the start fail.
+	var failed []*DB
+	var firstErr error
 	for _, d := range w.all() {
 		if err := d.open(ctx); err != nil {
-			w.closeAll()
-			stopUploads()
-			upWG.Wait()
-			return fmt.Errorf("%s: %w", d.Path, err)
+			if ctx.Err() != nil {
+				w.closeAll()
+				stopUploads()
+				upWG.Wait()
+				return fmt.Errorf("%s: %w", d.Path, err)
+			}
+			if firstErr == nil {
+				firstErr = fmt.Errorf("%s: %w", d.Path, err)
+			}
+			d.noteError(err)
+			d.mu.Lock()
+			d.lost, d.followLogged = "not followed at start: "+err.Error(), d.now()
+			d.mu.Unlock()
+			d.log.Warn("cannot replicate this database; the others go on, and it is looked at again (logged once a minute)", "err", err)
+			failed = append(failed, d)
+			continue
 		}
 		// Spooled objects of an earlier run go out first.
 		w.notifyUpload(d)
+	}
+	if len(failed) > 0 && len(failed) == len(w.all()) {
+		w.closeAll()
+		stopUploads()
+		upWG.Wait()
+		if len(failed) == 1 {
+			return firstErr
+		}
+		return fmt.Errorf("none of the %d databases can be replicated; the first: %w", len(failed), firstErr)
 	}
 
 	notify, err := w.startNotify()
@@ -408,7 +434,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.syncWorker(syncCtx)
 		}()
 	}
-	w.logger().Info("watching", "databases", len(w.all()), "bucket", w.Storage.String())
+	for _, d := range failed {
+		w.syncAfter(d, 250*time.Millisecond) // DB.follow from there
+	}
+	w.logger().Info("watching", "databases", len(w.all()), "not_followed", len(failed), "bucket", w.Storage.String())
 	w.ready.Store(true)
 	if w.OnReady != nil {
 		w.OnReady()

@@ -561,3 +561,34 @@ func TestWatchContinuousWriter(t *testing.T) {
 	w.stop()
 	verifyRestore(t, tg, app, src, "app")
 }
+
+// One database that cannot be followed at start (a file that is not
+// SQLite) does not stop the others: watch starts, logs it once, ships the
+// others, and follows the file once it becomes a WAL database. When none
+// of the databases can be followed, watch fails at start.
+func TestWatchOneBadDatabaseDoesNotStopOthers(t *testing.T) {
+	tg := fileTarget(t)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.db")
+	createDB(t, good, 4096, "wal", 20)
+	bad := filepath.Join(dir, "bad.db")
+	if err := os.WriteFile(bad, []byte(strings.Repeat("not sqlite ", 20)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tg.cli.fails(t, tg.args("watch", bad), "bad.db")
+
+	w := startWatch(t, tg.cli, tg.args(good, bad)...)
+	waitLog(t, w, "cannot replicate this database", 5*time.Second)
+	app := openDB(t, good)
+	insertBatches(t, app, 100, 5, 50)
+	time.Sleep(3 * time.Second) // several looks at the bad file
+	if n := strings.Count(w.logs(), "cannot replicate this database") + strings.Count(w.logs(), "cannot follow the database file yet"); n != 1 {
+		t.Fatalf("lines about the bad file in 3 s: %d, want 1 (once a minute)\n%s", n, w.logs())
+	}
+	os.Remove(bad)
+	createDB(t, bad, 4096, "wal", 7)
+	waitLog(t, w, "following the database file again", 10*time.Second)
+	w.stop()
+	verifyRestore(t, tg, app, good, "good")
+	verifyRestore(t, tg, openDB(t, bad), bad, "bad")
+}

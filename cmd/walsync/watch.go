@@ -92,6 +92,7 @@ func (c *WatchCommand) Run(ctx context.Context, args []string) error {
 		}
 		log.Info("replicating", "db", p, "name", names[p])
 	}
+	logFileLimit(log, len(paths))
 	watchGC()
 	// The CLI's start-up (flags, the AWS configuration) is behind: without
 	// this page-out, the first snapshots of every database ran with the
