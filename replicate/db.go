@@ -319,11 +319,14 @@ func (d *DB) open(ctx context.Context) error {
 	return d.newGeneration(ctx, reason)
 }
 
+// firstRun is the reason of a database's first generation.
+const firstRun = "no local state (first run)"
+
 // resumable returns why the recorded position cannot be continued, or "".
 func (d *DB) resumable(st *spoolState, pageSize uint32) string {
 	switch {
 	case st == nil:
-		return "no local state (first run)"
+		return firstRun
 	case st.Name != d.Name:
 		return fmt.Sprintf("local state is for name %q", st.Name)
 	case st.Bucket != d.w.Storage.String():
@@ -572,7 +575,10 @@ func (d *DB) startGeneration(ctx context.Context, reason string, announce bool) 
 	if _, err := rand.Read(gen[:]); err != nil {
 		return err
 	}
-	if announce {
+	if announce && reason == firstRun {
+		// Nothing was lost or broken: the normal start of a database.
+		d.log.Info("starting a new generation", "reason", reason, "generation", gen.String())
+	} else if announce {
 		d.log.Warn("starting a new generation", "reason", reason, "generation", gen.String())
 	} else {
 		d.log.Debug("starting a new generation, again", "reason", reason, "generation", gen.String())

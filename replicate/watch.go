@@ -113,6 +113,9 @@ type Watcher struct {
 	// it may start with none (the VFS's watcher, shared by every database
 	// of the process with the same bucket and settings).
 	Dynamic bool
+	// Dirs are directories whose databases are followed as they appear
+	// and released when they are deleted (DirSource).
+	Dirs []DirSource
 	// FS is the file system of the spools (nil: the real one): tests
 	// fail or crash named steps through it (package fsys).
 	FS fsys.OS
@@ -346,7 +349,7 @@ func (w *Watcher) prepare() {
 // (bounded by ShutdownTimeout) and returns. A database that cannot be
 // opened is an error at start; later failures are logged and retried.
 func (w *Watcher) Run(ctx context.Context) error {
-	if len(w.all()) == 0 && !w.Dynamic {
+	if len(w.all()) == 0 && !w.Dynamic && len(w.Dirs) == 0 {
 		return errors.New("no databases to watch")
 	}
 	w.started.Store(true)
@@ -403,7 +406,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		// Spooled objects of an earlier run go out first.
 		w.notifyUpload(d)
 	}
-	if len(failed) > 0 && len(failed) == len(w.all()) {
+	if len(failed) > 0 && len(failed) == len(w.all()) && len(w.Dirs) == 0 {
 		w.closeAll()
 		stopUploads()
 		upWG.Wait()
@@ -439,6 +442,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	w.logger().Info("watching", "databases", len(w.all()), "not_followed", len(failed), "bucket", w.Storage.String())
 	w.ready.Store(true)
+	var discoverWG sync.WaitGroup
+	if len(w.Dirs) > 0 {
+		seen := map[string]*discovered{}
+		for _, d := range w.all() {
+			seen[d.Path] = &discovered{name: d.Name, followed: true}
+		}
+		w.discoverOnce(ctx, seen) // what is there already, before ready
+		discoverWG.Go(func() { w.discover(ctx, seen) })
+	}
 	if w.OnReady != nil {
 		w.OnReady()
 	}
@@ -503,6 +515,7 @@ loop:
 	}
 
 	// Shutdown: capture what is committed, ship it, stop.
+	discoverWG.Wait() // no database joins or leaves from now on
 	w.stopping.Store(true)
 	stopSyncs()
 	syncWG.Wait()

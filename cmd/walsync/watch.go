@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/walsync/walsync"
@@ -21,7 +23,7 @@ type WatchCommand struct {
 // Run executes the command until SIGINT or SIGTERM, then ships what was
 // captured and returns.
 func (c *WatchCommand) Run(ctx context.Context, args []string) error {
-	fs := newFlagSet(c.env, "watch", "watch <DB>... -b <BUCKET> [--snapshot-interval SECS] [--name NAME] [--endpoint URL]")
+	fs := newFlagSet(c.env, "watch", "watch [<DB>...] [--dir DIR [--pattern GLOB] [--recursive]]... -b <BUCKET> [--snapshot-interval SECS] [--name NAME] [--endpoint URL]")
 	var sf storageFlags
 	sf.register(fs)
 	interval := fs.Int("snapshot-interval", 3600, "seconds between snapshots of a database that changed (0: only when a generation starts)")
@@ -31,12 +33,19 @@ func (c *WatchCommand) Run(ctx context.Context, args []string) error {
 	syncInterval := fs.Duration("sync-interval", time.Second, "commits within this interval of the previous capture are shipped together as one segment (0: every commit at once)")
 	takeover := fs.Bool("takeover", false, "take over names another walsync (on another host, or for another file) left claimed in the bucket")
 	retention := fs.Duration("retention", 0, "keep every restore point of this window (e.g. 72h) and delete what none needs; 0 keeps everything")
+	var dirs stringList
+	fs.Var(&dirs, "dir", "follow the databases under this directory as they come and go (repeatable); a database's name is its path relative to it without the extension")
+	pattern := fs.String("pattern", replicate.DefaultPattern, "with --dir: the file names to follow (a glob)")
+	recursive := fs.Bool("recursive", false, "with --dir: look in subdirectories too")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 {
-		return usagef("want at least one database path")
+	if len(pos) == 0 && len(dirs) == 0 {
+		return usagef("want at least one database path or --dir")
+	}
+	if _, err := filepath.Match(*pattern, "x"); err != nil {
+		return usagef("--pattern %q: %v", *pattern, err)
 	}
 	if *name != "" && len(pos) != 1 {
 		return usagef("--name works with one database; %d given", len(pos))
@@ -57,6 +66,10 @@ func (c *WatchCommand) Run(ctx context.Context, args []string) error {
 		}
 	}
 	names, err := walsync.UniqueNames(paths)
+	if err != nil {
+		return err
+	}
+	sources, err := dirSources(dirs, *pattern, *recursive, names)
 	if err != nil {
 		return err
 	}
@@ -83,6 +96,7 @@ func (c *WatchCommand) Run(ctx context.Context, args []string) error {
 		Retention:        *retention,
 		Takeover:         *takeover,
 		SyncInterval:     *syncInterval,
+		Dirs:             sources,
 		// Once every database is open, the start-up code is behind us.
 		OnReady: pageOutExecutable,
 	}
@@ -113,4 +127,50 @@ func watchGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
 	}
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// dirSources checks the --dir directories and what they hold now: each
+// must be a directory, and no two databases (under the directories, or
+// given by path with names) may share a name; both paths are named.
+func dirSources(dirs []string, pattern string, recursive bool, names map[string]string) ([]replicate.DirSource, error) {
+	byName := map[string]string{}
+	for p, n := range names {
+		byName[n] = p
+	}
+	var out []replicate.DirSource
+	for _, d := range dirs {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return nil, err
+		}
+		fi, err := os.Stat(abs)
+		if err != nil {
+			return nil, fmt.Errorf("--dir %s: %w", d, err)
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("--dir %s: not a directory", d)
+		}
+		s := replicate.DirSource{Dir: abs, Pattern: pattern, Recursive: recursive}
+		found, err := s.Candidates()
+		if err != nil {
+			return nil, fmt.Errorf("--dir %s: %w", d, err)
+		}
+		for p, n := range found {
+			if _, given := names[p]; given {
+				continue // named by its path already
+			}
+			if other, dup := byName[n]; dup && other != p {
+				return nil, fmt.Errorf("%s and %s would share the name %q (use one --dir, or name the database by its path with --name)", other, p, n)
+			}
+			byName[n] = p
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }

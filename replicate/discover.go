@@ -1,0 +1,213 @@
+package replicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/walsync/walsync"
+)
+
+// DirSource is a directory whose databases a watcher follows as they
+// come and go (`walsync watch --dir`): every regular file under Dir whose
+// base name matches Pattern (in subdirectories too with Recursive) and
+// that is a SQLite database in WAL mode. Its name in the bucket is its
+// path relative to Dir without the extension, so that it never changes
+// as other databases come and go.
+type DirSource struct {
+	Dir       string // absolute, clean
+	Pattern   string // filepath.Match pattern of base names; "" means *.db
+	Recursive bool
+}
+
+// DefaultPattern is the pattern of a DirSource that gives none.
+const DefaultPattern = "*.db"
+
+func (s DirSource) pattern() string {
+	if s.Pattern == "" {
+		return DefaultPattern
+	}
+	return s.Pattern
+}
+
+// Name is the bucket name of the database at path under s.
+func (s DirSource) Name(path string) (string, error) {
+	rel, err := filepath.Rel(s.Dir, path)
+	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		return "", fmt.Errorf("%s is not under %s", path, s.Dir)
+	}
+	rel = filepath.ToSlash(rel)
+	base := walsync.NameFromPath(filepath.Base(rel))
+	if dir := filepath.ToSlash(filepath.Dir(rel)); dir != "." {
+		base = dir + "/" + base
+	}
+	if err := walsync.ValidateName(base); err != nil {
+		return "", err
+	}
+	return base, nil
+}
+
+// Candidates lists the files under s that match its pattern, with their
+// names. Hidden directories (walsync's spools among them) are skipped.
+func (s DirSource) Candidates() (map[string]string, error) {
+	out := map[string]string{}
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		des, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, de := range des {
+			n := de.Name()
+			p := filepath.Join(dir, n)
+			if de.IsDir() {
+				if s.Recursive && !strings.HasPrefix(n, ".") {
+					if err := walk(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+						return err
+					}
+				}
+				continue
+			}
+			if !de.Type().IsRegular() {
+				continue
+			}
+			if ok, _ := filepath.Match(s.pattern(), n); !ok {
+				continue
+			}
+			if name, err := s.Name(p); err == nil {
+				out[p] = name
+			}
+		}
+		return nil
+	}
+	return out, walk(s.Dir)
+}
+
+// walDatabase says whether the file at path is a SQLite database in WAL
+// mode, and if not, why (for the log).
+func walDatabase(path string) (bool, string) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err.Error()
+	}
+	defer f.Close()
+	b := make([]byte, 100)
+	if _, err := io.ReadFull(f, b); err != nil {
+		return false, "not a SQLite database yet (shorter than its header)"
+	}
+	h, err := walsync.ParseDBHeader(b)
+	if err != nil {
+		return false, "not a SQLite database: " + err.Error()
+	}
+	if h.WriteVersion != 2 {
+		return false, "not in WAL mode (walsync follows the WAL; PRAGMA journal_mode=WAL)"
+	}
+	return true, ""
+}
+
+// discoverEvery is how often the directories are looked through: a
+// database that appears is followed within about this long.
+const discoverEvery = time.Second
+
+// discovered is what discovery knows of one file.
+type discovered struct {
+	name     string
+	followed bool
+	why      string // why it is not followed (logged once while it stays the same)
+	next     time.Time
+	backoff  time.Duration
+}
+
+// discover follows the databases that appear under w.Dirs and releases
+// those that are deleted, until ctx ends.
+func (w *Watcher) discover(ctx context.Context, seen map[string]*discovered) {
+	t := time.NewTicker(discoverEvery)
+	defer t.Stop()
+	for {
+		w.discoverOnce(ctx, seen)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// discoverOnce looks through w.Dirs once.
+func (w *Watcher) discoverOnce(ctx context.Context, seen map[string]*discovered) {
+	present := map[string]string{}
+	for _, s := range w.Dirs {
+		c, err := s.Candidates()
+		if err != nil {
+			w.logger().Warn("cannot look through the directory; looking again", "dir", s.Dir, "err", err)
+			continue
+		}
+		for p, n := range c {
+			present[p] = n
+		}
+	}
+	now := time.Now()
+	for p, name := range present {
+		e := seen[p]
+		if e == nil {
+			e = &discovered{name: name}
+			seen[p] = e
+		}
+		if e.followed || now.Before(e.next) || ctx.Err() != nil {
+			continue
+		}
+		if ok, why := walDatabase(p); !ok {
+			e.note(w, p, why)
+			continue
+		}
+		if err := w.Follow(ctx, p, name); err != nil {
+			e.note(w, p, err.Error())
+			e.backoff = min(max(2*e.backoff, discoverEvery), time.Minute)
+			e.next = now.Add(e.backoff)
+			continue
+		}
+		e.followed, e.why, e.backoff = true, "", 0
+		w.logger().Info("replicating", "db", p, "name", name)
+	}
+	for p, e := range seen {
+		if _, ok := present[p]; ok || ctx.Err() != nil {
+			continue
+		}
+		delete(seen, p)
+		if !e.followed {
+			continue
+		}
+		w.forget(ctx, p, e.name)
+	}
+}
+
+// note logs why p is not followed, once while the reason stays the same.
+func (e *discovered) note(w *Watcher, p, why string) {
+	if why == e.why {
+		return
+	}
+	e.why = why
+	w.logger().Info("not replicated yet; looking again", "db", p, "name", e.name, "why", why)
+}
+
+// forget stops following a database whose file was deleted: what was
+// captured is shipped, then its spool is removed; its backups stay.
+func (w *Watcher) forget(ctx context.Context, p, name string) {
+	if _, err := os.Stat(p); err == nil {
+		return // back already (a replacement): DB.follow takes it
+	}
+	if err := w.Release(ctx, p); err != nil {
+		w.logger().Warn("the database was deleted; what it left in its spool is kept for the next start", "db", p, "name", name, "err", err)
+		return
+	}
+	if err := os.RemoveAll(spoolDir(p)); err != nil {
+		w.logger().Warn("could not remove the spool of a deleted database", "db", p, "err", err)
+	}
+	w.logger().Info("the database was deleted: no longer replicated (its backups stay)", "db", p, "name", name)
+}
