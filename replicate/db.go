@@ -74,6 +74,9 @@ type DB struct {
 	lastCapture time.Time
 	// lastCaptureNs mirrors lastCapture for Kick, which does not take mu.
 	lastCaptureNs atomic.Int64
+	// set: the intervals and retention of this database (the watcher's,
+	// or an entry's of the configuration).
+	set settings
 	// spareUsed: when the spare connection was last asked for (spare).
 	spareUsed time.Time
 	// upLock: one upload pass of the spool at a time (uploadAll).
@@ -742,7 +745,7 @@ func (d *DB) sync(ctx context.Context) error {
 	// while newer frames exist, or when the pin has read mark 0 (which
 	// stops every checkpoint) and new frames exist.
 	n := 0
-	wait := d.w.SyncInterval - d.now().Sub(d.lastCapture)
+	wait := d.set.syncInterval - d.now().Sub(d.lastCapture)
 	pending := h.MaxFrame != d.st.Pos.Frame || h.Salt1 != d.st.Pos.Salt1
 	// A checkpoint under way (another process holds the checkpoint lock,
 	// or the VFS's application said so) may be a RESTART, TRUNCATE or FULL
@@ -1236,7 +1239,7 @@ func (d *DB) recoverAfterAppend(err error) error {
 
 // sealIn is how long the open segment may stay open: until one sync
 // interval after its first frames (<= 0: due). Only with d.seg set.
-func (d *DB) sealIn() time.Duration { return d.w.SyncInterval - d.now().Sub(d.seg.first) }
+func (d *DB) sealIn() time.Duration { return d.set.syncInterval - d.now().Sub(d.seg.first) }
 
 // armSeal makes sure a sync comes when the open segment, if any, is due.
 func (d *DB) armSeal() {
@@ -1357,8 +1360,8 @@ func (d *DB) replaced() (bool, error) {
 func (d *DB) periodicSnapshot(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.opened || d.failed != nil || d.stopping() || d.unpinned || !d.st.Changed || d.w.SnapshotInterval <= 0 ||
-		d.now().Sub(d.st.Snapshot) < d.w.SnapshotInterval {
+	if !d.opened || d.failed != nil || d.stopping() || d.unpinned || !d.st.Changed || d.set.snapshotInterval <= 0 ||
+		d.now().Sub(d.st.Snapshot) < d.set.snapshotInterval {
 		return nil
 	}
 	err := d.snapshot(ctx, true)

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +25,25 @@ type DirSource struct {
 	Dir       string // absolute, clean
 	Pattern   string // filepath.Match pattern of base names; "" means *.db
 	Recursive bool
+	Overrides        // settings of the databases under it
+}
+
+// covers says whether a file at path would be a candidate of s.
+func (s DirSource) covers(path string) bool {
+	rel, err := filepath.Rel(s.Dir, path)
+	if err != nil || strings.HasPrefix(rel, "..") || rel == "." {
+		return false
+	}
+	if !s.Recursive && filepath.Dir(rel) != "." {
+		return false
+	}
+	for _, part := range strings.Split(filepath.ToSlash(filepath.Dir(rel)), "/") {
+		if strings.HasPrefix(part, ".") && part != "." {
+			return false
+		}
+	}
+	ok, _ := filepath.Match(s.pattern(), filepath.Base(path))
+	return ok
 }
 
 // DefaultPattern is the pattern of a DirSource that gives none.
@@ -118,6 +138,7 @@ const discoverEvery = time.Second
 // discovered is what discovery knows of one file.
 type discovered struct {
 	name     string
+	src      int // index in the sources of the listing that found it
 	followed bool
 	why      string // why it is not followed (logged once while it stays the same)
 	next     time.Time
@@ -141,15 +162,19 @@ func (w *Watcher) discover(ctx context.Context, seen map[string]*discovered) {
 
 // discoverOnce looks through w.Dirs once.
 func (w *Watcher) discoverOnce(ctx context.Context, seen map[string]*discovered) {
+	sources := w.dirs()
 	present := map[string]string{}
-	for _, s := range w.Dirs {
+	from := map[string]int{}
+	for i, s := range sources {
 		c, err := s.Candidates()
 		if err != nil {
 			w.logger().Warn("cannot look through the directory; looking again", "dir", s.Dir, "err", err)
 			continue
 		}
 		for p, n := range c {
-			present[p] = n
+			if _, dup := present[p]; !dup {
+				present[p], from[p] = n, i
+			}
 		}
 	}
 	now := time.Now()
@@ -162,11 +187,14 @@ func (w *Watcher) discoverOnce(ctx context.Context, seen map[string]*discovered)
 		if e.followed || now.Before(e.next) || ctx.Err() != nil {
 			continue
 		}
+		if w.byPath(p) != nil {
+			continue // given by its path (or a configuration entry): followed as such
+		}
 		if ok, why := walDatabase(p); !ok {
 			e.note(w, p, why)
 			continue
 		}
-		if err := w.Follow(ctx, p, name); err != nil {
+		if err := w.FollowWith(ctx, p, name, sources[from[p]].Overrides); err != nil {
 			e.note(w, p, err.Error())
 			e.backoff = min(max(2*e.backoff, discoverEvery), time.Minute)
 			e.next = now.Add(e.backoff)
@@ -179,10 +207,28 @@ func (w *Watcher) discoverOnce(ctx context.Context, seen map[string]*discovered)
 		if _, ok := present[p]; ok || ctx.Err() != nil {
 			continue
 		}
-		delete(seen, p)
 		if !e.followed {
+			delete(seen, p)
 			continue
 		}
+		if _, err := os.Stat(p); err == nil {
+			covered := false
+			for _, s := range sources {
+				covered = covered || s.covers(p)
+			}
+			if covered {
+				continue // created again after the listing: the next one finds it
+			}
+			// Its directory is no longer one to follow (a reload).
+			delete(seen, p)
+			if err := w.Release(ctx, p); err != nil {
+				w.logger().Warn("no longer replicated; what its spool holds is shipped at the next start", "db", p, "err", err)
+			} else {
+				w.logger().Info("no longer replicated: its directory left the configuration", "db", p, "name", e.name)
+			}
+			continue
+		}
+		delete(seen, p)
 		w.forget(ctx, p, e.name)
 	}
 }
@@ -199,9 +245,6 @@ func (e *discovered) note(w *Watcher, p, why string) {
 // forget stops following a database whose file was deleted: what was
 // captured is shipped, then its spool is removed; its backups stay.
 func (w *Watcher) forget(ctx context.Context, p, name string) {
-	if _, err := os.Stat(p); err == nil {
-		return // back already (a replacement): DB.follow takes it
-	}
 	if err := w.Release(ctx, p); err != nil {
 		w.logger().Warn("the database was deleted; what it left in its spool is kept for the next start", "db", p, "name", name, "err", err)
 		return
@@ -210,4 +253,20 @@ func (w *Watcher) forget(ctx context.Context, p, name string) {
 		w.logger().Warn("could not remove the spool of a deleted database", "db", p, "err", err)
 	}
 	w.logger().Info("the database was deleted: no longer replicated (its backups stay)", "db", p, "name", name)
+}
+
+// dirs returns the directories followed now.
+func (w *Watcher) dirs() []DirSource {
+	w.dirMu.Lock()
+	defer w.dirMu.Unlock()
+	return w.Dirs
+}
+
+// SetDirs replaces the directories of a running watcher (a configuration
+// reload): the next listing follows what the new ones hold and releases
+// what only the old ones held (their spools stay).
+func (w *Watcher) SetDirs(dirs []DirSource) {
+	w.dirMu.Lock()
+	defer w.dirMu.Unlock()
+	w.Dirs = slices.Clone(dirs)
 }

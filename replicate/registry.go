@@ -2,6 +2,7 @@ package replicate
 
 import (
 	"context"
+	"time"
 	"path/filepath"
 	"sync"
 )
@@ -108,4 +109,32 @@ func (q *dbQueue) pop(ctx context.Context) *DB {
 		case <-q.ready:
 		}
 	}
+}
+
+// Overrides are settings of one database (or one DirSource's) that
+// replace the watcher's; nil keeps the watcher's.
+type Overrides struct {
+	SyncInterval     *time.Duration
+	SnapshotInterval *time.Duration
+	Retention        *time.Duration
+}
+
+// settings are the intervals and retention of one database.
+type settings struct {
+	syncInterval, snapshotInterval, retention time.Duration
+}
+
+// settingsFor applies o to w's settings.
+func (w *Watcher) settingsFor(o Overrides) settings {
+	s := settings{syncInterval: w.SyncInterval, snapshotInterval: w.SnapshotInterval, retention: w.Retention}
+	if o.SyncInterval != nil {
+		s.syncInterval = *o.SyncInterval
+	}
+	if o.SnapshotInterval != nil {
+		s.snapshotInterval = *o.SnapshotInterval
+	}
+	if o.Retention != nil {
+		s.retention = *o.Retention
+	}
+	return s
 }

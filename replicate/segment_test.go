@@ -191,7 +191,7 @@ func TestMadeAheadFileAfterCrash(t *testing.T) {
 	if !d.spool.unsynced.Load() {
 		t.Fatal("the upload removed nothing from the spool")
 	}
-	w.Retention = time.Hour
+	w.Retention, d.set.retention = time.Hour, time.Hour
 	d.uploadedSincePrune.Store(true)
 	w.pruneAll(context.Background())
 	if d.spool.unsynced.Load() {

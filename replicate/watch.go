@@ -114,8 +114,15 @@ type Watcher struct {
 	// of the process with the same bucket and settings).
 	Dynamic bool
 	// Dirs are directories whose databases are followed as they appear
-	// and released when they are deleted (DirSource).
+	// and released when they are deleted (DirSource); SetDirs changes
+	// them while it runs.
 	Dirs []DirSource
+	// Discover looks for databases under Dirs even when there are none
+	// yet: a configuration reload may add some (SetDirs).
+	Discover bool
+	// RetentionPossible runs the retention pass even when no database
+	// has a retention yet: a configuration reload may add one.
+	RetentionPossible bool
 	// FS is the file system of the spools (nil: the real one): tests
 	// fail or crash named steps through it (package fsys).
 	FS fsys.OS
@@ -123,6 +130,7 @@ type Watcher struct {
 	regMu       sync.Mutex // serializes changes of reg
 	reg         atomic.Pointer[registry]
 	prepOnce    sync.Once
+	dirMu       sync.Mutex // guards Dirs once it runs
 	notifyMu    sync.Mutex
 	notify      *fsnotify.Watcher // nil: polling only
 	watched     map[string]int    // directories watched, and for how many databases
@@ -206,12 +214,21 @@ func (w *Watcher) Add(path, name string) error {
 	if w.started.Load() {
 		return errors.New("watcher already running")
 	}
-	_, err := w.register(path, name)
+	_, err := w.register(path, name, Overrides{})
+	return err
+}
+
+// AddWith is Add with settings of this database's own.
+func (w *Watcher) AddWith(path, name string, o Overrides) error {
+	if w.started.Load() {
+		return errors.New("watcher already running")
+	}
+	_, err := w.register(path, name, o)
 	return err
 }
 
 // register adds the database at path under name to the registry.
-func (w *Watcher) register(path, name string) (*DB, error) {
+func (w *Watcher) register(path, name string, o Overrides) (*DB, error) {
 	if err := walsync.ValidateName(name); err != nil {
 		return nil, err
 	}
@@ -229,7 +246,7 @@ func (w *Watcher) register(path, name string) (*DB, error) {
 			return nil, fmt.Errorf("databases %s and %s would share the name %q", d.Path, abs, name)
 		}
 	}
-	d := &DB{Path: abs, Name: name, w: w, log: w.logger().With("db", name), jitter: rand.Float64()}
+	d := &DB{Path: abs, Name: name, w: w, log: w.logger().With("db", name), jitter: rand.Float64(), set: w.settingsFor(o)}
 	w.update(func(r *registry) {
 		r.dbs = append(r.dbs, d)
 		for _, f := range d.files() {
@@ -259,10 +276,15 @@ func (w *Watcher) unregister(d *DB) {
 // generation started, as a start does for the databases given to Add. On
 // error nothing of it is left in the watcher.
 func (w *Watcher) Follow(ctx context.Context, path, name string) error {
+	return w.FollowWith(ctx, path, name, Overrides{})
+}
+
+// FollowWith is Follow with settings of this database's own.
+func (w *Watcher) FollowWith(ctx context.Context, path, name string, o Overrides) error {
 	if !w.ready.Load() || w.stopping.Load() {
 		return errors.New("watcher not running")
 	}
-	d, err := w.register(path, name)
+	d, err := w.register(path, name, o)
 	if err != nil {
 		return err
 	}
@@ -336,6 +358,22 @@ func (w *Watcher) finish(ctx context.Context, d *DB) error {
 	return nil
 }
 
+// retentionSomewhere says whether some database or directory has a
+// retention of its own (the retention pass then runs).
+func (w *Watcher) retentionSomewhere() bool {
+	for _, d := range w.all() {
+		if d.set.retention > 0 {
+			return true
+		}
+	}
+	for _, s := range w.dirs() {
+		if s.Retention != nil && *s.Retention > 0 {
+			return true
+		}
+	}
+	return w.RetentionPossible
+}
+
 // prepare makes the queues and the snapshot semaphore (Run; tests that
 // drive a DB by hand).
 func (w *Watcher) prepare() {
@@ -349,7 +387,7 @@ func (w *Watcher) prepare() {
 // (bounded by ShutdownTimeout) and returns. A database that cannot be
 // opened is an error at start; later failures are logged and retried.
 func (w *Watcher) Run(ctx context.Context) error {
-	if len(w.all()) == 0 && !w.Dynamic && len(w.Dirs) == 0 {
+	if len(w.all()) == 0 && !w.Dynamic && len(w.dirs()) == 0 {
 		return errors.New("no databases to watch")
 	}
 	w.started.Store(true)
@@ -406,7 +444,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		// Spooled objects of an earlier run go out first.
 		w.notifyUpload(d)
 	}
-	if len(failed) > 0 && len(failed) == len(w.all()) && len(w.Dirs) == 0 {
+	if len(failed) > 0 && len(failed) == len(w.all()) && len(w.dirs()) == 0 && !w.Dynamic {
 		w.closeAll()
 		stopUploads()
 		upWG.Wait()
@@ -443,11 +481,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 	w.logger().Info("watching", "databases", len(w.all()), "not_followed", len(failed), "bucket", w.Storage.String())
 	w.ready.Store(true)
 	var discoverWG sync.WaitGroup
-	if len(w.Dirs) > 0 {
+	if len(w.dirs()) > 0 || w.Discover {
 		seen := map[string]*discovered{}
-		for _, d := range w.all() {
-			seen[d.Path] = &discovered{name: d.Name, followed: true}
-		}
 		w.discoverOnce(ctx, seen) // what is there already, before ready
 		discoverWG.Go(func() { w.discover(ctx, seen) })
 	}
@@ -468,8 +503,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 	snapTick := time.NewTicker(time.Second)
 	defer snapTick.Stop()
 	var retentionC <-chan time.Time
-	if w.Retention > 0 {
-		every := min(max(w.Retention/4, time.Second), time.Hour)
+	if w.Retention > 0 || w.retentionSomewhere() {
+		every := time.Minute
+		if w.Retention > 0 {
+			every = min(max(w.Retention/4, time.Second), time.Hour)
+		}
 		rt := time.NewTicker(every)
 		defer rt.Stop()
 		retentionC = rt.C
@@ -505,7 +543,7 @@ loop:
 			}
 		case <-snapTick.C:
 			for _, d := range w.all() {
-				if w.SnapshotInterval > 0 && d.snapshotDue() {
+				if d.set.snapshotInterval > 0 && d.snapshotDue() {
 					go inBackground(func() { w.runSnapshot(syncCtx, d) })
 				}
 				d.checkUploadStall()
@@ -568,7 +606,7 @@ func (w *Watcher) startCtx(ctx context.Context) (context.Context, context.Cancel
 // since its last pass: an idle database costs no request.
 func (w *Watcher) pruneAll(ctx context.Context) {
 	for _, d := range w.all() {
-		if !d.uploadedSincePrune.Swap(false) {
+		if d.set.retention <= 0 || !d.uploadedSincePrune.Swap(false) {
 			continue
 		}
 		// Before anything leaves the bucket, the uploaded objects leave
@@ -579,7 +617,7 @@ func (w *Watcher) pruneAll(ctx context.Context) {
 			d.log.Error("retention pass postponed", "err", err)
 			continue
 		}
-		res, err := prune(ctx, w.Storage, d.Name, w.Retention, w.now())
+		res, err := prune(ctx, w.Storage, d.Name, d.set.retention, w.now())
 		if err != nil {
 			d.uploadedSincePrune.Store(true)
 			if ctx.Err() != nil {
@@ -591,7 +629,7 @@ func (w *Watcher) pruneAll(ctx context.Context) {
 			continue
 		}
 		if res.Snapshots+res.Segments > 0 {
-			d.log.Info("retention", "deleted_snapshots", res.Snapshots, "deleted_segments", res.Segments, "window", w.Retention)
+			d.log.Info("retention", "deleted_snapshots", res.Snapshots, "deleted_segments", res.Segments, "window", d.set.retention)
 		}
 	}
 }
@@ -719,7 +757,7 @@ func (w *Watcher) syncAfter(d *DB, delay time.Duration) {
 	d.tmu.Lock()
 	defer d.tmu.Unlock()
 	if w.OnQuiet != nil {
-		w.OnQuiet(d.Path, w.SyncInterval-time.Since(time.Unix(0, d.lastCaptureNs.Load())))
+		w.OnQuiet(d.Path, d.set.syncInterval-time.Since(time.Unix(0, d.lastCaptureNs.Load())))
 	}
 	if cur := d.timerDue.Load(); cur != 0 && cur <= due {
 		return
@@ -769,8 +807,8 @@ func (d *DB) snapshotDue() bool {
 		return false
 	}
 	// Jitter: up to a tenth of the interval, fixed per database.
-	jitter := time.Duration(d.jitter * float64(d.w.SnapshotInterval) / 10)
-	if d.now().Sub(d.st.Snapshot) < d.w.SnapshotInterval+jitter {
+	jitter := time.Duration(d.jitter * float64(d.set.snapshotInterval) / 10)
+	if d.now().Sub(d.st.Snapshot) < d.set.snapshotInterval+jitter {
 		return false
 	}
 	d.snapshotting = true
@@ -910,12 +948,12 @@ func (w *Watcher) Kick(path string) {
 		return
 	}
 	since := time.Since(time.Unix(0, d.lastCaptureNs.Load()))
-	if since >= w.SyncInterval {
+	if since >= d.set.syncInterval {
 		w.enqueueSync(d)
 		return
 	}
 	if d.timerDue.Load() == 0 {
-		w.syncAfter(d, w.SyncInterval-since)
+		w.syncAfter(d, d.set.syncInterval-since)
 	}
 }
 
