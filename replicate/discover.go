@@ -25,7 +25,7 @@ type DirSource struct {
 	Dir       string // absolute, clean
 	Pattern   string // filepath.Match pattern of base names; "" means *.db
 	Recursive bool
-	Overrides        // settings of the databases under it
+	Overrides // settings of the databases under it
 }
 
 // covers says whether a file at path would be a candidate of s.

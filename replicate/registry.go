@@ -2,9 +2,9 @@ package replicate
 
 import (
 	"context"
-	"time"
 	"path/filepath"
 	"sync"
+	"time"
 )
 
 // registry is the set of databases a Watcher follows, replaced whole
