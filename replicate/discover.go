@@ -138,7 +138,6 @@ const discoverEvery = time.Second
 // discovered is what discovery knows of one file.
 type discovered struct {
 	name     string
-	src      int // index in the sources of the listing that found it
 	followed bool
 	why      string // why it is not followed (logged once while it stays the same)
 	next     time.Time
