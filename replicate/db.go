@@ -77,6 +77,9 @@ type DB struct {
 	// set: the intervals and retention of this database (the watcher's,
 	// or an entry's of the configuration).
 	set settings
+	// zeroWaitSince: since when a checkpoint has waited over a fully
+	// copied WAL with the pin at read mark 0 by the wal-index (sync).
+	zeroWaitSince time.Time
 	// spareUsed: when the spare connection was last asked for (spare).
 	spareUsed time.Time
 	// upLock: one upload pass of the spool at a time (uploadAll).
@@ -702,6 +705,11 @@ func (d *DB) snapshot(ctx context.Context, captureFirst bool) error {
 // the first step of its backoff, and the look after giving way to a hook.
 const soonestRecheck = 5 * time.Millisecond
 
+// zeroWaitRepin is how long a checkpoint may wait over a fully copied
+// WAL, with the pin at read mark 0 by the wal-index, before the pin is
+// begun again (DB.sync).
+const zeroWaitRepin = 10 * time.Millisecond
+
 // unindexedRecheck is the longest a sync that found frames written but not
 // yet in the wal-index waits before it looks again.
 const unindexedRecheck = 10 * time.Millisecond
@@ -853,14 +861,39 @@ func (d *DB) sync(ctx context.Context) error {
 		}
 	}
 	unindexed := d.walSize > wal.FrameOffset(d.st.PageSize, h.MaxFrame+1)
-	if !d.atZero && d.checkpointWaits() {
-		// A checkpoint is under way and the pin uses the WAL: a RESTART or
-		// TRUNCATE one waits for it to move to read mark 0 once every
-		// frame is copied, with the application's writers held meanwhile;
-		// look again at once rather than backing off.
-		d.w.syncAfter(d, soonestRecheck)
-		return nil
+	if d.checkpointWaits() {
+		if !d.atZero {
+			// A checkpoint is under way and the pin uses the WAL: a
+			// RESTART or TRUNCATE one waits for it to move to read mark 0
+			// once every frame is copied, with the application's writers
+			// held meanwhile; look again at once rather than backing off.
+			d.w.syncAfter(d, soonestRecheck)
+			return nil
+		}
+		// atZero says what the wal-index said when the pin began (every
+		// frame copied), not which read mark SQLite gave it: a pin that
+		// began while the checkpointer still held read lock 0 (it does
+		// while it copies) got a mark on the WAL's end instead, which a
+		// TRUNCATE or RESTART then waits for. Seen once in CI: a TRUNCATE
+		// that waited out its 10 s busy timeout with walsync idle. A
+		// checkpoint still under way over a fully copied WAL a moment
+		// later is begun again on (this time) read mark 0.
+		if h.MaxFrame > 0 && h.NBackfill == h.MaxFrame {
+			if d.zeroWaitSince.IsZero() {
+				d.zeroWaitSince = d.now()
+			} else if d.now().Sub(d.zeroWaitSince) >= zeroWaitRepin {
+				d.zeroWaitSince = time.Time{}
+				if err := d.cycle(); errors.Is(err, errDiscontinuity) {
+					return d.newGeneration(ctx, err.Error())
+				} else if err != nil {
+					return err
+				}
+			}
+			d.w.syncAfter(d, soonestRecheck)
+			return nil
+		}
 	}
+	d.zeroWaitSince = time.Time{}
 	if (h.NBackfill != h.MaxFrame || unindexed) && d.now().Sub(d.lastActivity) < 10*time.Second {
 		limit := time.Second
 		if unindexed {
