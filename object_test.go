@@ -281,3 +281,49 @@ func TestObjectsCarryFrameChecksums(t *testing.T) {
 		t.Fatalf("read with a wrong frame checksum: got=%v, want ErrChecksum naming the zstd frame checksum", err)
 	}
 }
+
+// An object written with Suspend between appends (an open segment: no
+// encoder held between them) is several zstd frames; it reads back whole,
+// through ObjectReader and through a plain zstd decoder.
+func TestObjectSuspendedBetweenWrites(t *testing.T) {
+	parts := [][]byte{bytes.Repeat([]byte("first "), 2000), bytes.Repeat([]byte("second "), 3000), []byte("third")}
+	var buf bytes.Buffer
+	h := testHeader()
+	ow, err := NewObjectWriter(&buf, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []byte
+	for _, p := range parts {
+		if _, err := ow.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := ow.Suspend(); err != nil {
+			t.Fatal(err)
+		}
+		if ow.enc != nil {
+			t.Fatal("Suspend kept the encoder")
+		}
+		want = append(want, p...)
+	}
+	if err := ow.Close(); err != nil {
+		t.Fatal(err)
+	}
+	obj := buf.Bytes()
+	or, err := NewObjectReader(bytes.NewReader(obj), int64(len(obj)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(or)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("ObjectReader: %d bytes, %v; want %d identical bytes", len(got), err, len(want))
+	}
+	dec, err := zstd.NewReader(bytes.NewReader(obj[HeaderLen : len(obj)-TrailerLen]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	if got, err := io.ReadAll(dec); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("plain zstd: %d bytes, %v; want %d identical bytes", len(got), err, len(want))
+	}
+}

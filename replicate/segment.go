@@ -188,7 +188,10 @@ func (o *openSegment) appendFrames(sc *wal.Scanner, last uint32, stop func() boo
 	if end.Frame != last && !stopped {
 		return 0, end, fmt.Errorf("%w: the wal-index says frame %d is committed, the WAL's valid frames end at %d", errDiscontinuity, last, end.Frame)
 	}
-	if err := o.ow.Flush(); err != nil {
+	// The frame ends with the append (ObjectWriter.Suspend): the file
+	// decodes to every appended frame, and the open segment holds no
+	// encoder until the next one.
+	if err := o.ow.Suspend(); err != nil {
 		return 0, end, err
 	}
 	o.n += n
