@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -431,7 +432,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 				return fmt.Errorf("%s: %w", d.Path, err)
 			}
 			if firstErr == nil {
-				firstErr = fmt.Errorf("%s: %w", d.Path, err)
+				firstErr = err
+				if !strings.Contains(err.Error(), d.Path) {
+					firstErr = fmt.Errorf("%s: %w", d.Path, err)
+				}
 			}
 			d.noteError(err)
 			d.mu.Lock()
