@@ -119,6 +119,12 @@ type Overrides struct {
 	Retention        *time.Duration
 }
 
+// Equal says whether o and p set the same values.
+func (o Overrides) Equal(p Overrides) bool {
+	eq := func(a, b *time.Duration) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+	return eq(o.SyncInterval, p.SyncInterval) && eq(o.SnapshotInterval, p.SnapshotInterval) && eq(o.Retention, p.Retention)
+}
+
 // settings are the intervals and retention of one database.
 type settings struct {
 	syncInterval, snapshotInterval, retention time.Duration

@@ -88,3 +88,41 @@ func TestLoadConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// A reload compares entries by value: the same file read twice gives the
+// same entries (each reading makes new settings), and a changed setting
+// does not.
+func TestReloadSeesUnchangedEntries(t *testing.T) {
+	text := "dbs:\n  - path: /data/a.db\n    retention: 24h\n  - path: /data/b.db\n"
+	first, err := loadConfig(writeConfig(t, text), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := loadConfig(writeConfig(t, text), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed, err := loadConfig(writeConfig(t, strings.Replace(text, "24h", "48h", 1)), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := func(c *fileConfig) *dbSet {
+		s, err := buildSet(nil, "", nil, "", false, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a, b, c := set(first), set(again), set(changed)
+	for _, p := range a.order {
+		if !a.paths[p].same(b.paths[p]) {
+			t.Errorf("%s: the same entry read twice is taken as changed", p)
+		}
+	}
+	if a.paths["/data/a.db"].same(c.paths["/data/a.db"]) {
+		t.Error("a changed retention is taken as unchanged")
+	}
+	if !a.paths["/data/b.db"].same(c.paths["/data/b.db"]) {
+		t.Error("an entry without settings of its own is taken as changed")
+	}
+}

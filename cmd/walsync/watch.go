@@ -210,6 +210,10 @@ type pathEntry struct {
 	line int // in the configuration file; 0: the command line
 }
 
+// same says whether e and o follow a database the same way: its name
+// and settings (by value: each reading of the file makes new ones).
+func (e pathEntry) same(o pathEntry) bool { return e.name == o.name && e.o.Equal(o.o) }
+
 // dbSet is what watch follows: databases by path and directories.
 type dbSet struct {
 	paths map[string]pathEntry
@@ -309,7 +313,7 @@ func (set *dbSet) reload(ctx context.Context, w *replicate.Watcher, log *slog.Lo
 	}
 	for _, p := range set.order {
 		e, keep := ns.paths[p]
-		if keep && e.name == set.paths[p].name && fmt.Sprint(e.o) == fmt.Sprint(set.paths[p].o) {
+		if keep && e.same(set.paths[p]) {
 			continue
 		}
 		if err := w.Release(ctx, p); err != nil {
@@ -320,7 +324,7 @@ func (set *dbSet) reload(ctx context.Context, w *replicate.Watcher, log *slog.Lo
 	}
 	for _, p := range ns.order {
 		e := ns.paths[p]
-		if was, ok := set.paths[p]; ok && was.name == e.name && fmt.Sprint(was.o) == fmt.Sprint(e.o) {
+		if was, ok := set.paths[p]; ok && was.same(e) {
 			continue
 		}
 		if err := w.FollowWith(ctx, p, e.name, e.o); err != nil {
