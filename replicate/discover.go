@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -112,19 +111,11 @@ func (s DirSource) Candidates() (map[string]string, error) {
 // walDatabase says whether the file at path is a SQLite database in WAL
 // mode, and if not, why (for the log).
 func walDatabase(path string) (bool, string) {
-	f, err := os.Open(path)
+	f, h, err := openDatabase(path)
 	if err != nil {
 		return false, err.Error()
 	}
-	defer f.Close()
-	b := make([]byte, 100)
-	if _, err := io.ReadFull(f, b); err != nil {
-		return false, "not a SQLite database yet (shorter than its header)"
-	}
-	h, err := walsync.ParseDBHeader(b)
-	if err != nil {
-		return false, "not a SQLite database: " + err.Error()
-	}
+	f.Close()
 	if h.WriteVersion != 2 {
 		return false, "not in WAL mode (walsync follows the WAL; PRAGMA journal_mode=WAL)"
 	}

@@ -51,19 +51,29 @@ func (d *duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
 		return fmt.Errorf("line %d: want a duration such as 30s or 1h", n.Line)
 	}
-	v, err := time.ParseDuration(n.Value)
+	v, err := parseDuration(n.Value)
 	if err != nil {
-		f, ferr := strconv.ParseFloat(n.Value, 64)
-		if ferr != nil {
-			return fmt.Errorf("line %d: %q is not a duration (want 30s, 1h, or a number of seconds)", n.Line, n.Value)
-		}
-		v = time.Duration(f * float64(time.Second))
-	}
-	if v < 0 {
-		return fmt.Errorf("line %d: %q: want a duration >= 0", n.Line, n.Value)
+		return fmt.Errorf("line %d: %w", n.Line, err)
 	}
 	d.d = v
 	return nil
+}
+
+// parseDuration reads a Go duration ("90s", "1h") or a number of
+// seconds, >= 0 (the configuration file's durations, --snapshot-interval).
+func parseDuration(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(v, 64)
+		if ferr != nil {
+			return 0, fmt.Errorf("%q is not a duration (want 30s, 1h, or a number of seconds)", v)
+		}
+		d = time.Duration(f * float64(time.Second))
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("%q: want a duration >= 0", v)
+	}
+	return d, nil
 }
 
 // entryKeys are the keys of a dbs entry (a custom UnmarshalYAML does not

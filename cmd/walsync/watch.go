@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/walsync/walsync"
 	"github.com/walsync/walsync/replicate"
 )
@@ -170,11 +168,11 @@ type durationFlag time.Duration
 func (d *durationFlag) String() string { return time.Duration(*d).String() }
 
 func (d *durationFlag) Set(v string) error {
-	var x duration
-	if err := x.UnmarshalYAML(&yaml.Node{Kind: yaml.ScalarNode, Value: v}); err != nil {
+	x, err := parseDuration(v)
+	if err != nil {
 		return fmt.Errorf("want a duration such as 1h or a number of seconds")
 	}
-	*d = durationFlag(x.d)
+	*d = durationFlag(x)
 	return nil
 }
 
