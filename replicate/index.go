@@ -320,7 +320,7 @@ func (w *Watcher) writeIndex(ctx context.Context, d *DB) error {
 }
 
 // closeIndex stops d's index timer and writes its index if something is
-// new (Release).
+// new (Release, and every database at a shutdown: flushIndexes).
 func (w *Watcher) closeIndex(ctx context.Context, d *DB) {
 	d.index.mu.Lock()
 	if d.index.timer != nil {
@@ -340,18 +340,10 @@ func (w *Watcher) flushIndexes(ctx context.Context) {
 	sem := make(chan struct{}, max(w.Uploads, 4))
 	var wg sync.WaitGroup
 	for _, d := range w.all() {
-		d.index.mu.Lock()
-		if d.index.timer != nil {
-			d.index.timer.Stop()
-		}
-		d.index.mu.Unlock()
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := w.writeIndex(ctx, d); err != nil {
-				d.log.Warn("could not write the bucket index (an index only: list, restore and verify do not need it)",
-					"key", walsync.StateKey(d.Name), "err", err)
-			}
+			w.closeIndex(ctx, d)
 		})
 	}
 	wg.Wait()

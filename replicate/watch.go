@@ -338,17 +338,9 @@ func (w *Watcher) finish(ctx context.Context, d *DB) error {
 	if err := d.sync(context.WithoutCancel(ctx)); err != nil {
 		d.log.Error("final capture failed", "err", err)
 	}
-	d.mu.Lock()
-	d.discardPrepared() // not an object left to ship
-	d.mu.Unlock()
-	var left int
-	if err := w.uploadAll(ctx, d); err != nil {
+	left, err := w.shipRest(ctx, d)
+	if err != nil {
 		d.log.Error("could not ship everything; it stays in the spool for the next start", "err", err)
-	}
-	if d.spool != nil {
-		if entries, err := d.spool.entries(); err == nil {
-			left = len(entries)
-		}
 	}
 	w.closeIndex(ctx, d)
 	d.release(context.WithoutCancel(ctx))
@@ -357,6 +349,23 @@ func (w *Watcher) finish(ctx context.Context, d *DB) error {
 		return fmt.Errorf("%s: %d captured objects not yet uploaded (kept in the spool; the next start uploads them)", d.Path, left)
 	}
 	return nil
+}
+
+// shipRest uploads what d's spool holds, after its final capture, and
+// returns how many objects are left in it and the upload's error.
+func (w *Watcher) shipRest(ctx context.Context, d *DB) (int, error) {
+	d.mu.Lock()
+	d.discardPrepared() // not an object left to ship
+	d.mu.Unlock()
+	err := w.uploadAll(ctx, d)
+	if d.spool == nil {
+		return 0, err
+	}
+	entries, lerr := d.spool.entries()
+	if lerr != nil {
+		return 0, err
+	}
+	return len(entries), err
 }
 
 // retentionSomewhere says whether some database or directory has a
@@ -578,15 +587,11 @@ loop:
 	defer cancel()
 	var left int
 	for _, d := range w.all() {
-		d.mu.Lock()
-		d.discardPrepared() // not an object left to ship
-		d.mu.Unlock()
-		if err := w.uploadAll(finalCtx, d); err != nil {
+		n, err := w.shipRest(finalCtx, d)
+		if err != nil {
 			d.log.Error("could not ship everything before exit; it stays in the spool for the next start", "err", err)
 		}
-		if entries, err := d.spool.entries(); err == nil {
-			left += len(entries)
-		}
+		left += n
 	}
 	// The bucket index, once more after the last uploads, while the
 	// names are still ours.
