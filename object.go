@@ -318,6 +318,22 @@ func (ow *ObjectWriter) resume() {
 	}
 }
 
+// ContentSize is how many content bytes were written so far.
+func (ow *ObjectWriter) ContentSize() uint64 { return ow.n }
+
+// Rewind tells a suspended writer that the caller cut what it wrote back
+// to where the content was size bytes long, at the end of an earlier
+// Suspend (an open segment drops frames it captured ahead of their commit
+// when SQLite rewrote them: replicate's speculative capture). Only for an
+// unhashed object, whose content hash is not running.
+func (ow *ObjectWriter) Rewind(size uint64) error {
+	if ow.enc != nil || ow.content != nil || size > ow.n {
+		return fmt.Errorf("%w: rewind of a writer that is not suspended, is hashed, or to past its end", ErrFormat)
+	}
+	ow.n = size
+	return nil
+}
+
 // Abort gives up the object: nothing more is written, and the writer cannot
 // be used afterwards.
 func (ow *ObjectWriter) Abort() {

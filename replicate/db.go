@@ -166,6 +166,9 @@ type DB struct {
 	restartProven bool
 
 	seg *openSegment // the segment being appended to (segment.go), or nil
+	// spec is the segment captured ahead of a commit (speculate.go), kept
+	// aside until the capture at the commit takes it; only with seg nil.
+	spec *openSegment
 	// nextOpen is the number of an empty open file made ahead of its
 	// segment (prepareOpen), 0 for none; nextOpenDurable: its directory
 	// entry is on disk.
@@ -590,6 +593,7 @@ func (d *DB) startGeneration(ctx context.Context, reason string, announce bool) 
 		d.log.Debug("starting a new generation, again", "reason", reason, "generation", gen.String())
 	}
 	// What the open segment holds belongs to the generation that ends.
+	d.discardSpec()
 	if err := d.sealOpen(); err != nil {
 		return err
 	}
@@ -770,12 +774,14 @@ func (d *DB) sync(ctx context.Context) error {
 	// its first frames.
 	sealDue := d.seg != nil && d.sealIn() <= 0
 	if seal := wait <= 0 || flush || sealDue || d.stopping(); seal || held {
-		if held && d.atZero && d.checkpointWaits() {
+		if held && d.atZero && (d.checkpointWaits() || d.largeCapture(h)) {
 			// A checkpoint waits and the pin has read mark 0, which
 			// stops its copy: the pin moves to the WAL's end first,
 			// without a capture when it can (advance), so the
 			// checkpoint copies while the frames are captured; the pin
-			// still stops the restart until they are.
+			// still stops the restart until they are. Before a large
+			// capture too: the application's checkpoint may come right
+			// after its commit, while the capture runs.
 			if err := d.advance(); errors.Is(err, errDiscontinuity) {
 				return d.newGeneration(ctx, err.Error())
 			} else if err != nil {
@@ -861,6 +867,11 @@ func (d *DB) sync(ctx context.Context) error {
 		}
 	}
 	unindexed := d.walSize > wal.FrameOffset(d.st.PageSize, h.MaxFrame+1)
+	commitNext := false
+	if unindexed {
+		d.speculate(h)
+		commitNext = d.commitWritten(h, d.walSize)
+	}
 	if d.checkpointWaits() {
 		if !d.atZero {
 			// A checkpoint is under way and the pin uses the WAL: a
@@ -905,9 +916,23 @@ func (d *DB) sync(ctx context.Context) error {
 			limit = unindexedRecheck
 		}
 		d.recheck = min(max(2*d.recheck, soonestRecheck), limit)
+		if commitNext {
+			d.recheck = time.Millisecond
+		}
 		d.w.syncAfter(d, d.recheck)
 	}
 	return nil
+}
+
+// largeCapture says whether the frames committed after the position
+// (as far as the wal-index h says) make a capture long enough for a
+// checkpoint to wait on it: 1 MiB or more.
+func (d *DB) largeCapture(h walIndexHeader) bool {
+	frames := h.MaxFrame
+	if pos := d.st.Pos; pos.HeaderKnown && pos.Salt1 == h.Salt1 && pos.Salt2 == h.Salt2 && pos.Frame <= frames {
+		frames -= pos.Frame
+	}
+	return int64(frames)*wal.FrameSize(d.st.PageSize) >= 1<<20
 }
 
 // cycle moves the read transaction forward without ever dropping it: the
@@ -1217,11 +1242,17 @@ func (d *DB) captureUntil(seal bool, stop func() bool) (int, error) {
 	defer readAheadBufs.Put(ahead)
 	sc.ReadAhead(h.MaxFrame, *ahead)
 	if d.seg == nil {
-		if d.seg, err = d.startOpen(pos, d.st.NextSeq); err != nil {
-			return 0, err
+		if d.seg = d.adoptSpec(pos); d.seg == nil {
+			if d.seg, err = d.startOpen(pos, d.st.NextSeq); err != nil {
+				return 0, err
+			}
 		}
 	}
-	n, end, err := d.seg.appendFrames(sc, h.MaxFrame, stop, restart)
+	n, end, err := d.seg.appendFrames(d.walf, sc, h.MaxFrame, stop, restart)
+	if k, c := d.seg.aheadKept, d.seg.aheadCut; k+c > 0 {
+		d.w.metrics.addAhead(k, c)
+		d.log.Debug("frames captured ahead of the commit", "kept", k, "captured_again", c)
+	}
 	if err != nil {
 		return 0, d.recoverAfterAppend(err)
 	}
@@ -1421,6 +1452,7 @@ func (d *DB) closeFiles() {
 	}
 	// Before the owner lock goes: the next owner may make the same name.
 	d.discardPrepared()
+	d.discardSpec()
 	if err := d.spool.syncRemovals(); err != nil {
 		d.log.Warn("uploaded objects left the spool, but not durably; after a crash they are found in the bucket", "err", err)
 	}

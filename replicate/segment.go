@@ -66,6 +66,11 @@ type openSegment struct {
 	dirSynced bool                 // the file's directory entry is on disk
 	last      time.Time            // capture time of the last append
 	first     time.Time            // capture time of the first append
+	// spec: chunks captured ahead of their commit and not checked yet
+	// (speculate.go); aheadKept, aheadCut: the frames of such chunks the
+	// last append kept and cut.
+	spec                []specChunk
+	aheadKept, aheadCut uint32
 }
 
 type countingWriter struct {
@@ -96,6 +101,7 @@ func openName(seq uint64) string { return fmt.Sprintf("%020d%s", seq, openSuffix
 // startOpen creates the open segment for frames after pos, numbered seq,
 // in the file prepareOpen made for it if there is one.
 func (d *DB) startOpen(pos position, seq uint64) (*openSegment, error) {
+	d.discardSpec() // it has the same name
 	path := filepath.Join(d.spool.dir, openName(seq))
 	prepared, durable := d.nextOpen == seq, d.nextOpenDurable
 	if !prepared {
@@ -150,12 +156,17 @@ func (d *DB) startOpen(pos position, seq uint64) (*openSegment, error) {
 // the segment goes on across the WAL restart, and the records of one
 // append always end with a commit, so that the segment never ends on a
 // restart record. When stop (if not nil) says so after a commit frame,
-// it stops there, short of last. On error the segment is in an unknown
-// state: the caller recovers it (DB.recoverOpen).
-func (o *openSegment) appendFrames(sc *wal.Scanner, last uint32, stop func() bool, restart *wal.Header) (uint32, position, error) {
+// it stops there, short of last. Chunks captured ahead of the commit
+// (speculate.go) that the WAL, read from walr, still holds as they are
+// count as appended; the scan starts after them. On error the segment is
+// in an unknown state: the caller recovers it (DB.recoverOpen).
+func (o *openSegment) appendFrames(walr io.ReaderAt, sc *wal.Scanner, last uint32, stop func() bool, restart *wal.Header) (uint32, position, error) {
 	end := o.end
 	var n, restarts uint32
 	if restart != nil {
+		if err := o.cutSpec(0); err != nil { // never both: a chunk is of the old WAL
+			return 0, end, err
+		}
 		rec := walsync.AppendRestartRecord(make([]byte, 0, wal.FrameHeaderSize+int(o.hdr.PageSize)), *restart, o.hdr.PageSize)
 		if _, err := o.ow.Write(rec); err != nil {
 			return 0, end, err
@@ -163,6 +174,12 @@ func (o *openSegment) appendFrames(sc *wal.Scanner, last uint32, stop func() boo
 		n, restarts = 1, 1
 		end = walStart(*restart, end.DBPages)
 	}
+	kept, cut, err := o.keepSpec(walr, sc, last)
+	if err != nil {
+		return 0, end, err
+	}
+	o.aheadKept, o.aheadCut = kept, cut
+	n += kept
 	stopped := false
 	for sc.Next() {
 		idx, fh, _ := sc.Frame()

@@ -159,19 +159,33 @@ type metrics struct {
 	objectsUploaded atomic.Int64
 	bytesUploaded   atomic.Int64
 	uploadErrors    atomic.Int64
+	// framesAhead: frames captured ahead of their commit and kept at it;
+	// framesAheadCut: those SQLite changed before it (speculate.go).
+	framesAhead    atomic.Int64
+	framesAheadCut atomic.Int64
 }
 
 func (m *metrics) addCaptured(n int) { m.framesCaptured.Add(int64(n)) }
 
+func (m *metrics) addAhead(kept, cut uint32) {
+	m.framesAhead.Add(int64(kept))
+	m.framesAheadCut.Add(int64(cut))
+}
+
 // Stats is a snapshot of the watcher's counters.
 type Stats struct {
 	FramesCaptured, ObjectsUploaded, BytesUploaded, UploadErrors int64
+	// FramesAhead were captured ahead of their commit and kept at it;
+	// FramesAheadCut were captured ahead and captured again at the
+	// commit, SQLite having changed them meanwhile.
+	FramesAhead, FramesAheadCut int64
 }
 
 // Stats returns the counters.
 func (w *Watcher) Stats() Stats {
 	return Stats{w.metrics.framesCaptured.Load(), w.metrics.objectsUploaded.Load(),
-		w.metrics.bytesUploaded.Load(), w.metrics.uploadErrors.Load()}
+		w.metrics.bytesUploaded.Load(), w.metrics.uploadErrors.Load(),
+		w.metrics.framesAhead.Load(), w.metrics.framesAheadCut.Load()}
 }
 
 func (w *Watcher) now() time.Time {

@@ -92,6 +92,14 @@ func (s *Scanner) init(r io.ReaderAt, hdr Header, index, c1, c2 uint32) {
 	s.c1, s.c2 = c1, c2
 }
 
+// Rewind puts the scanner back after frame index, with (cksum1, cksum2)
+// the running checksum after that frame, as NewScannerAt would; what it
+// read ahead is read again.
+func (s *Scanner) Rewind(index, cksum1, cksum2 uint32) {
+	s.index, s.c1, s.c2 = index, cksum1, cksum2
+	s.fh, s.buf, s.winLen, s.err = FrameHeader{}, nil, 0, nil
+}
+
 // Header returns the WAL header.
 func (s *Scanner) Header() Header { return s.hdr }
 

@@ -10,7 +10,8 @@
 //	bin/bench-checkpoint -walsync bin/walsync -rounds 3
 //
 // It prints, per mode, p50 and p99 of each checkpoint kind, of a TRUNCATE
-// right after a large transaction (-large-mb), and of commit latency with
+// right after a large transaction (-large-mb) and of that transaction and
+// the TRUNCATE together, and of commit latency with
 // four writers and a RESTART checkpointer every 0.5 s. -snapshot-interval
 // 1s makes walsync snapshot every second meanwhile.
 package main
@@ -30,6 +31,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mattn/go-sqlite3"
+
 	"github.com/walsync/walsync/vfs"
 )
 
@@ -40,8 +43,16 @@ var (
 	checks     = flag.Int("checkpoints", 20, "checkpoints of each kind per round")
 	loadFor    = flag.Duration("load", 5*time.Second, "duration of the four-writer load per round")
 	largeMB    = flag.Int("large-mb", 50, "size of the large transaction before a timed TRUNCATE (0: none)")
+	manual     = flag.Bool("manual", false, "also run SQLite alone with wal_autocheckpoint=0 (mode manual)")
 	snapEvery  = flag.Duration("snapshot-interval", 0, "walsync's snapshot interval (watch and VFS; 0: their default, 1h), e.g. 1s to checkpoint while snapshots run")
 )
+
+func init() {
+	sql.Register("sqlite3-manual", &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+		_, err := c.Exec("PRAGMA wal_autocheckpoint=0", nil)
+		return err
+	}})
+}
 
 type sample map[string][]time.Duration
 
@@ -63,6 +74,12 @@ func main() {
 		vfs.Register(vfs.Options{SnapshotInterval: *snapEvery}) //nolint:errcheck // registered at import already
 	}
 	modes := []string{"none", "watch", "vfs"}
+	if *manual {
+		// SQLite alone with the copy in the TRUNCATE, as under watch:
+		// walsync's pin keeps the commit's automatic checkpoint from
+		// copying the frames committed after it began.
+		modes = append(modes, "manual")
+	}
 	res := map[string]sample{}
 	for _, m := range modes {
 		res[m] = sample{}
@@ -74,7 +91,7 @@ func main() {
 			}
 		}
 	}
-	kinds := []string{"TRUNCATE", "RESTART", "FULL", "TRUNCATE after large txn", "commit under RESTART load"}
+	kinds := []string{"TRUNCATE", "RESTART", "FULL", "TRUNCATE after large txn", "large txn + TRUNCATE", "commit under RESTART load"}
 	fmt.Printf("%-8s", "mode")
 	for _, k := range kinds {
 		fmt.Printf("  %-26s", k+" p50/p99")
@@ -135,7 +152,11 @@ func round(m string, s sample) error {
 	case "vfs":
 		dsn += "&vfs=walsync&walsync_bucket=" + bucket
 	}
-	db, err := sql.Open("sqlite3", dsn)
+	driver := "sqlite3"
+	if m == "manual" {
+		driver = "sqlite3-manual"
+	}
+	db, err := sql.Open(driver, dsn)
 	if err != nil {
 		return err
 	}
@@ -162,6 +183,7 @@ func round(m string, s sample) error {
 	}
 	// A large transaction, then a TRUNCATE.
 	for i := 0; *largeMB > 0 && i < 3; i++ {
+		began := time.Now()
 		if _, err := db.Exec("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < ?) INSERT INTO t (w, v) SELECT 9, randomblob(1000) FROM c", *largeMB*1000); err != nil {
 			return err
 		}
@@ -171,6 +193,7 @@ func round(m string, s sample) error {
 			return err
 		}
 		s.add("TRUNCATE after large txn", time.Since(start))
+		s.add("large txn + TRUNCATE", time.Since(began))
 		if busy != 0 {
 			s.add("busy", 0)
 		}
