@@ -164,6 +164,17 @@ type DB struct {
 	// captured, and keeps continuity.
 	unpinned      bool
 	restartProven bool
+	// asleep: idle, its pins and files closed, its spool and owner lock
+	// kept (idle.go); sleepAfter: no attempt to sleep before; sleepDB,
+	// sleepWAL: the database file and the WAL when it fell asleep.
+	asleep     bool
+	sleepAfter time.Time
+	// dbfLocked: dbf holds holdShared's lock (asleep); waking: a wake's
+	// open is under way (a failure keeps dbf, closeFiles).
+	dbfLocked bool
+	waking    bool
+	sleepDB   fileStamp
+	sleepWAL  fileStamp
 
 	seg *openSegment // the segment being appended to (segment.go), or nil
 	// spec is the segment captured ahead of a commit (speculate.go), kept
@@ -188,10 +199,16 @@ func (d *DB) now() time.Time { return d.w.now() }
 func (d *DB) open(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.openLocked(ctx, false)
+}
+
+// openLocked is open with d.mu held; waking: d wakes from sleep (idle.go),
+// its spool and owner lock still held.
+func (d *DB) openLocked(ctx context.Context, waking bool) error {
 	if d.opened {
 		return nil
 	}
-	dbf, hdr, err := openDatabase(d.Path)
+	dbf, hdr, err := d.reopenDatabase()
 	if err != nil {
 		return err
 	}
@@ -202,15 +219,17 @@ func (d *DB) open(ctx context.Context) error {
 		return err
 	}
 	d.dev, d.ino = dev, ino
-	if d.spool, err = openSpool(d.Path, d.w.FS); err != nil {
-		d.closeFiles()
-		return err
+	if d.spool == nil || d.owner == nil {
+		if d.spool, err = openSpool(d.Path, d.w.FS); err != nil {
+			d.closeFiles()
+			return err
+		}
+		if d.owner, err = d.spool.lockOwner(d.w.ownerKind()); err != nil {
+			d.closeFiles()
+			return err
+		}
+		d.spool.removeTemp()
 	}
-	if d.owner, err = d.spool.lockOwner(d.w.ownerKind()); err != nil {
-		d.closeFiles()
-		return err
-	}
-	d.spool.removeTemp()
 	d.cur = 0
 	if d.pins[0], err = openPin(d.Path, d.w.busyTimeout()); err != nil {
 		d.closeFiles()
@@ -273,20 +292,31 @@ func (d *DB) open(ctx context.Context) error {
 	}
 
 	st, err := d.spool.loadState()
-	if err != nil {
+	if errors.Is(err, errStateUnreadable) {
 		d.log.Warn("local state unreadable; starting a new generation", "err", err)
 		st = nil
+	} else if err != nil {
+		d.closeFiles()
+		d.opened = false
+		return err
 	}
 	if err := d.sealOpenEntries(st); err != nil {
 		d.closeFiles()
 		d.opened = false
 		return err
 	}
-	reason := d.resumable(st, hdr.PageSize)
-	if reason == "" {
-		if err := d.recoverSpool(st); err != nil {
-			reason = fmt.Sprintf("spool unreadable (%v)", err)
+	reason, err := d.resumable(st, hdr.PageSize)
+	if err == nil && reason == "" {
+		if err = d.recoverSpool(st); err != nil && !transient(err) {
+			reason, err = fmt.Sprintf("spool unreadable (%v)", err), nil
 		}
+	}
+	if err != nil {
+		// Not the state's fault (no descriptor left, say): the next
+		// attempt may resume.
+		d.closeFiles()
+		d.opened = false
+		return err
 	}
 	if reason == "" {
 		if err := d.spool.saveState(st); err != nil {
@@ -296,7 +326,9 @@ func (d *DB) open(ctx context.Context) error {
 		d.gen, _ = st.generation()
 		d.committed.Store(st.NextSeq)
 		d.snapCommitted.Store(st.NextSeq + 1)
-		d.log.Info("resuming", "generation", d.gen.String(), "wal_frame", st.Pos.Frame, "next_seq", st.NextSeq)
+		if !waking {
+			d.log.Info("resuming", "generation", d.gen.String(), "wal_frame", st.Pos.Frame, "next_seq", st.NextSeq)
+		}
 		// Capture what was committed while walsync was down, still
 		// under the write lock (see above).
 		if _, err := d.capture(); errors.Is(err, errDiscontinuity) {
@@ -331,27 +363,45 @@ func (d *DB) open(ctx context.Context) error {
 // firstRun is the reason of a database's first generation.
 const firstRun = "no local state (first run)"
 
-// resumable returns why the recorded position cannot be continued, or "".
-func (d *DB) resumable(st *spoolState, pageSize uint32) string {
+// resumable returns why the recorded position cannot be continued, or "",
+// or the error that kept it from finding out.
+func (d *DB) resumable(st *spoolState, pageSize uint32) (string, error) {
 	switch {
 	case st == nil:
-		return firstRun
+		return firstRun, nil
 	case st.Name != d.Name:
-		return fmt.Sprintf("local state is for name %q", st.Name)
+		return fmt.Sprintf("local state is for name %q", st.Name), nil
 	case st.Bucket != d.w.Storage.String():
-		return fmt.Sprintf("local state is for bucket %s", st.Bucket)
+		return fmt.Sprintf("local state is for bucket %s", st.Bucket), nil
 	case st.DBDevice != d.dev || st.DBInode != d.ino:
-		return "the database file was replaced"
+		return "the database file was replaced", nil
 	case st.PageSize != pageSize:
-		return "the page size changed"
+		return "the page size changed", nil
 	}
 	if _, err := st.generation(); err != nil {
-		return err.Error()
+		return err.Error(), nil
 	}
-	if err := d.checkPosition(st.Pos); err != nil {
-		return err.Error()
+	if err := d.provePosition(st); errors.Is(err, errDiscontinuity) {
+		return err.Error(), nil
+	} else if err != nil {
+		return "", err
 	}
-	return ""
+	return "", nil
+}
+
+// provePosition proves that the WAL holds every frame committed after
+// st's position: it still holds the position (checkPosition), or it
+// changed but the database file is as it was when every frame was
+// captured and copied into it (quietHolds, idle.go), and the WAL there
+// holds every frame committed since, from its first (restartProven).
+func (d *DB) provePosition(st *spoolState) error {
+	err := d.checkPosition(st.Pos)
+	if err == nil || !d.quietHolds(st) {
+		return err
+	}
+	d.restartProven = true
+	d.log.Debug("the WAL changed while no pin held it; the database file did not, so no frame was lost", "was", err)
+	return nil
 }
 
 // checkPosition proves that the WAL still holds the recorded position:
@@ -482,10 +532,7 @@ func (d *DB) recoverSpool(st *spoolState) error {
 		st.Pos, st.NextSeq, st.Changed = pos, e.Seq+1, true
 		d.log.Info("recovered a spooled segment not yet in local state", "seq", e.Seq)
 	}
-	if err := d.checkPosition(st.Pos); err != nil {
-		return err
-	}
-	return nil
+	return d.provePosition(st)
 }
 
 // nextSeqFromBucket finds the next free segment number for the name: one
@@ -725,6 +772,16 @@ func (d *DB) sync(ctx context.Context) error {
 	defer d.mu.Unlock()
 	if d.failed != nil {
 		return d.failed
+	}
+	if d.asleep {
+		if d.unchangedAsleep() {
+			// Nothing committed or copied since it fell asleep: an
+			// event of its own last writes, or of a reader's.
+			return nil
+		}
+		if err := d.wake(ctx); err != nil || d.asleep {
+			return err // still asleep: tried again after a backoff
+		}
 	}
 	if !d.opened {
 		if d.lost == "" || d.stopping() {
@@ -1369,7 +1426,10 @@ func (d *DB) letGo(why string) {
 // Called with d.mu held.
 func (d *DB) follow(ctx context.Context) error {
 	if wait := d.followAt.Sub(d.now()); wait > 0 {
-		return nil // a timer is armed for then
+		// Armed again: the timer that brought this sync may be one set
+		// before the last attempt, which then found it pending.
+		d.w.syncAfter(d, wait)
+		return nil
 	}
 	d.mu.Unlock()
 	err := d.open(ctx)
@@ -1378,6 +1438,7 @@ func (d *DB) follow(ctx context.Context) error {
 		d.log.Info("following the database file again", "was", d.lost)
 		d.lost, d.followBackoff, d.followAt = "", 0, time.Time{}
 		d.w.recordFollowing(d, nil)
+		d.w.notifyUpload(d) // spooled objects of earlier attempts, as at a start
 		return nil
 	}
 	if d.opened {
@@ -1388,6 +1449,7 @@ func (d *DB) follow(ctx context.Context) error {
 	d.followBackoff = min(max(2*d.followBackoff, 250*time.Millisecond), 2*time.Second)
 	d.followAt = d.now().Add(d.followBackoff)
 	d.w.syncAfter(d, d.followBackoff)
+	d.log.Debug("follow: another attempt later", "err", err, "retry_in", d.followBackoff)
 	if d.now().Sub(d.followLogged) >= time.Minute {
 		d.followLogged = d.now()
 		d.log.Warn("cannot follow the database file yet; looking again (logged once a minute)", "err", err)
@@ -1424,6 +1486,11 @@ func (d *DB) replaced() (bool, error) {
 func (d *DB) periodicSnapshot(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.asleep && d.st.Changed && d.set.snapshotInterval > 0 && d.now().Sub(d.st.Snapshot) >= d.set.snapshotInterval {
+		if err := d.wake(ctx); err != nil || d.asleep {
+			return err // still asleep: the next tick tries again
+		}
+	}
 	if !d.opened || d.failed != nil || d.stopping() || d.unpinned || !d.st.Changed || d.set.snapshotInterval <= 0 ||
 		d.now().Sub(d.st.Snapshot) < d.set.snapshotInterval {
 		return nil
@@ -1469,12 +1536,24 @@ func (d *DB) closeFiles() {
 			d.pins[i] = nil
 		}
 	}
-	for _, f := range []**os.File{&d.walf, &d.shmf, &d.dbf} {
+	files := []**os.File{&d.walf, &d.shmf, &d.dbf}
+	if d.waking && d.dbfLocked {
+		files = files[:2] // a wake that failed keeps the file and its lock (idle.go)
+	} else {
+		d.dbfLocked = false
+	}
+	for _, f := range files {
 		if *f != nil {
 			(*f).Close()
 			*f = nil
 		}
 	}
+}
+
+// transient says whether err is a lack of resources that goes away (no
+// descriptor or memory left), not a fact about the files.
+func transient(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOMEM)
 }
 
 func fileID(f *os.File) (dev, ino uint64, err error) {

@@ -93,6 +93,11 @@ type spoolState struct {
 	// Changed is set when frames were captured after the last snapshot:
 	// the periodic snapshot is skipped for an unchanged database.
 	Changed bool `json:"changed_since_snapshot"`
+	// Quiet records a position at which every frame of the WAL was
+	// captured and copied into the database file, with that file's stamp
+	// (idle.go): it proves continuity across a WAL restart nobody saw,
+	// as long as the file is unchanged.
+	Quiet *quietState `json:"quiet,omitempty"`
 }
 
 func (s spoolState) generation() (walsync.Generation, error) {
@@ -162,10 +167,16 @@ func (s *spool) loadState() (*spoolState, error) {
 	}
 	var st spoolState
 	if err := json.Unmarshal(b, &st); err != nil || st.Version != stateVersion {
-		return nil, fmt.Errorf("%s: unreadable local state (%v)", filepath.Join(s.dir, stateFileName), err)
+		return nil, fmt.Errorf("%s: %w (%v)", filepath.Join(s.dir, stateFileName), errStateUnreadable, err)
 	}
 	return &st, nil
 }
+
+// errStateUnreadable: state.json is there but does not say anything
+// walsync can use (a new generation starts); any other error of loadState
+// (a read that failed: no descriptor left, say) is the attempt's, not the
+// state's.
+var errStateUnreadable = errors.New("unreadable local state")
 
 // saveState replaces state.json atomically and durably.
 func (s *spool) saveState(st *spoolState) error {

@@ -172,17 +172,26 @@ func (d *DB) captureFailed(err error) {
 	if due {
 		d.capLogged, d.capFailuresLogged = now, d.capFailures
 	}
+	// Tried again after a backoff too, not only at the next change: what
+	// failed (no descriptor left, a full disk) may pass while the
+	// application writes nothing more.
+	retry := min(soonestRecheck<<min(d.capFailures, 12), captureRetryMax)
 	d.capMu.Unlock()
+	d.w.syncAfter(d, retry)
 	if due {
 		if n > 1 {
-			d.log.Error("capture failed; retrying on the next change (logged once a minute while it lasts)", "err", err, "failures_since_last_line", n)
+			d.log.Error("capture failed; retrying (logged once a minute while it lasts)", "err", err, "failures_since_last_line", n)
 		} else {
-			d.log.Error("capture failed; retrying on the next change (logged once a minute while it lasts)", "err", err)
+			d.log.Error("capture failed; retrying (logged once a minute while it lasts)", "err", err)
 		}
 	} else {
 		d.log.Debug("capture failed again", "err", err)
 	}
 }
+
+// captureRetryMax is the longest a failed capture waits before it is
+// tried again (it is also tried at the next change).
+const captureRetryMax = 5 * time.Second
 
 // captureWorks notes a capture that succeeded: after failures, one line
 // says that capture resumed and after how long.

@@ -85,6 +85,10 @@ type Watcher struct {
 	// database does not matter; `walsync watch` closes it, which is what
 	// keeps 1,000 databases in 80 MB.
 	KeepSpare bool
+	// IdleClose, above 0, closes a database's pins and files once it has
+	// been idle that long with every commit captured (idle.go), until its
+	// next change; `walsync watch` only (not with Batch).
+	IdleClose time.Duration
 	// OnReady, when set, is called once every database is open (its
 	// position proven or a new generation started) and the watcher
 	// follows them.
@@ -575,6 +579,7 @@ loop:
 				}
 				d.checkUploadStall()
 				d.dropIdleSpare()
+				d.sleepIfIdle()
 			}
 		}
 	}
@@ -1214,6 +1219,20 @@ func (w *Watcher) Durable(ctx context.Context, path string) error {
 		return fmt.Errorf("database %s: not replicated by this watcher", path)
 	}
 	d.mu.Lock()
+	if d.asleep {
+		err := d.wake(ctx)
+		if err == nil && d.asleep {
+			why := "see the log"
+			if f := d.lastErr.Load(); f != nil {
+				why = f.msg
+			}
+			err = fmt.Errorf("database %s: cannot be opened now (%s); retrying", path, why)
+		}
+		if err != nil {
+			d.mu.Unlock()
+			return err
+		}
+	}
 	if d.failed != nil || !d.opened {
 		err := d.failed
 		lost := d.lost

@@ -33,8 +33,14 @@ type watcher struct {
 // startWatch starts walsync watch with args and waits until it watches.
 func startWatch(t *testing.T, c *cli, args ...string) *watcher {
 	t.Helper()
-	w := &watcher{t: t, ready: make(chan struct{}), done: make(chan struct{})}
-	w.cmd = exec.Command(binary, append([]string{"watch", "-v"}, args...)...)
+	return startWatchCmd(t, c, exec.Command(binary, append([]string{"watch", "-v"}, args...)...))
+}
+
+// startWatchCmd is startWatch of a command made by the caller (one that
+// runs walsync watch -v in the end).
+func startWatchCmd(t *testing.T, c *cli, cmd *exec.Cmd) *watcher {
+	t.Helper()
+	w := &watcher{t: t, ready: make(chan struct{}), done: make(chan struct{}), cmd: cmd}
 	w.cmd.Env = c.env
 	stderr, err := w.cmd.StderrPipe()
 	if err != nil {

@@ -26,6 +26,7 @@ type fileConfig struct {
 	SnapshotInterval *duration `yaml:"snapshot-interval"`
 	Retention        *duration `yaml:"retention"`
 	ShutdownTimeout  *duration `yaml:"shutdown-timeout"`
+	IdleClose        *duration `yaml:"idle-close"`
 	DBs              []dbEntry `yaml:"dbs"`
 }
 

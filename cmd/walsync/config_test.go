@@ -29,6 +29,7 @@ sync-interval: 2s
 snapshot-interval: 30m
 retention: 72h
 shutdown-timeout: 45
+idle-close: 2m
 dbs:
   - path: /data/app.db
     name: main
@@ -44,7 +45,7 @@ dbs:
 		t.Fatal(err)
 	}
 	if c.Bucket != "s3://prod/backups" || c.SyncInterval.d != 2*time.Second || c.SnapshotInterval.d != 30*time.Minute ||
-		c.Retention.d != 72*time.Hour || c.ShutdownTimeout.d != 45*time.Second {
+		c.Retention.d != 72*time.Hour || c.ShutdownTimeout.d != 45*time.Second || c.IdleClose.d != 2*time.Minute {
 		t.Fatalf("settings: %+v", c)
 	}
 	if len(c.DBs) != 3 || c.DBs[0].Name != "main" || c.DBs[1].Path != filepath.Join(filepath.Dir(p), "rel/other.db") ||

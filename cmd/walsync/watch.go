@@ -38,6 +38,7 @@ func (c *WatchCommand) Run(ctx context.Context, args []string) error {
 	syncInterval := fs.Duration("sync-interval", time.Second, "commits within this interval of the previous capture are shipped together as one segment (0: every commit at once)")
 	takeover := fs.Bool("takeover", false, "take over names another walsync (on another host, or for another file) left claimed in the bucket")
 	retention := fs.Duration("retention", 0, "keep every restore point of this window (e.g. 72h) and delete what none needs; 0 keeps everything")
+	idleClose := fs.Duration("idle-close", 30*time.Second, "close a database's files after it has been idle this long, every commit captured, until it changes again (0: keep them open)")
 	var dirs stringList
 	fs.Var(&dirs, "dir", "follow the databases under this directory as they come and go (repeatable); a database's name is its path relative to it without the extension")
 	pattern := fs.String("pattern", replicate.DefaultPattern, "with --dir: the file names to follow (a glob)")
@@ -55,7 +56,7 @@ func (c *WatchCommand) Run(ctx context.Context, args []string) error {
 		if cfg, err = loadConfig(*configPath, os.LookupEnv); err != nil {
 			return err
 		}
-		cfg.applyTo(&sf, given, &interval, syncInterval, retention, shutdown)
+		cfg.applyTo(&sf, given, &interval, syncInterval, retention, shutdown, idleClose)
 	}
 	if len(pos) == 0 && len(dirs) == 0 && (cfg == nil || len(cfg.DBs) == 0) {
 		return usagef("want at least one database path, --dir, or a configuration file with dbs")
@@ -71,6 +72,9 @@ func (c *WatchCommand) Run(ctx context.Context, args []string) error {
 	}
 	if *retention < 0 {
 		return usagef("--retention %v: want a duration >= 0, e.g. 72h", *retention)
+	}
+	if *idleClose < 0 {
+		return usagef("--idle-close %v: want a duration >= 0, e.g. 30s", *idleClose)
 	}
 	if *name != "" {
 		if err := walsync.ValidateName(*name); err != nil {
@@ -103,6 +107,7 @@ func (c *WatchCommand) Run(ctx context.Context, args []string) error {
 		ShutdownTimeout:  *shutdown,
 		Uploads:          *uploads,
 		Retention:        *retention,
+		IdleClose:        *idleClose,
 		Takeover:         *takeover,
 		SyncInterval:     *syncInterval,
 		Dirs:             set.dirs,
@@ -177,7 +182,7 @@ func (d *durationFlag) Set(v string) error {
 }
 
 // applyTo puts the file's settings where no flag was given.
-func (c *fileConfig) applyTo(sf *storageFlags, given map[string]bool, snap *durationFlag, syncInterval, retention, shutdown *time.Duration) {
+func (c *fileConfig) applyTo(sf *storageFlags, given map[string]bool, snap *durationFlag, syncInterval, retention, shutdown, idleClose *time.Duration) {
 	if !given["b"] && !given["bucket"] && c.Bucket != "" {
 		sf.bucket = c.Bucket
 	}
@@ -198,6 +203,9 @@ func (c *fileConfig) applyTo(sf *storageFlags, given map[string]bool, snap *dura
 	}
 	if !given["shutdown-timeout"] && c.ShutdownTimeout != nil {
 		*shutdown = c.ShutdownTimeout.d
+	}
+	if !given["idle-close"] && c.IdleClose != nil {
+		*idleClose = c.IdleClose.d
 	}
 }
 
@@ -304,6 +312,7 @@ func (set *dbSet) reload(ctx context.Context, w *replicate.Watcher, log *slog.Lo
 		{"bucket", old.Bucket, next.Bucket}, {"endpoint", old.Endpoint, next.Endpoint}, {"region", old.Region, next.Region},
 		{"sync-interval", old.SyncInterval, next.SyncInterval}, {"snapshot-interval", old.SnapshotInterval, next.SnapshotInterval},
 		{"retention", old.Retention, next.Retention}, {"shutdown-timeout", old.ShutdownTimeout, next.ShutdownTimeout},
+		{"idle-close", old.IdleClose, next.IdleClose},
 	} {
 		if fmt.Sprint(deref(k.was)) != fmt.Sprint(deref(k.now)) {
 			log.Warn("SIGHUP: this setting changes at the next start, not now", "key", k.key)
