@@ -5,6 +5,7 @@
 #
 #   bench/idle-fds.sh                 # N = 100 1000
 #   COUNTS="1000 5000" bench/idle-fds.sh
+#   COUNTS=10000 CLOSES=5s bench/idle-fds.sh   # only with --idle-close
 #
 # Each run: N small WAL databases (one table, one row), walsync watch on
 # all of them, wait until each has its first snapshot spooled, then
@@ -13,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNTS=${COUNTS:-100 1000}
 IDLE_CLOSE=${IDLE_CLOSE:-5s}
+CLOSES=${CLOSES:-$IDLE_CLOSE 0}
 [[ -n ${WALSYNC_BIN:-} ]] || make -s build >/dev/null
 bin=${WALSYNC_BIN:-bin/walsync}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -21,7 +23,7 @@ trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
 
 printf '%-6s %-10s %8s %10s %8s %12s\n' N idle-close fds rss_MB threads fds_per_db
 for n in $COUNTS; do
-	for ic in "$IDLE_CLOSE" 0; do
+	for ic in $CLOSES; do
 		dir=$work/n$n-$ic
 		mkdir -p "$dir/dbs"
 		python3 - "$dir/dbs" "$n" <<'EOF'

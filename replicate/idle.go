@@ -49,6 +49,19 @@ const quietGap = 50 * time.Millisecond
 // kept the WAL from being copied, say).
 const sleepRetry = 10 * time.Second
 
+// holdAsleep says whether a database asleep keeps its database file open
+// (with its lock, holdShared) beside its owner lock: when the descriptor
+// limit has room for two per database of the n followed, and a reserve
+// for the rest (the databases awake, 8 each; the storage's connections),
+// a quarter of the limit up to 1,024. Otherwise it keeps only the owner
+// lock, and an application's last close may copy and remove the WAL while
+// it sleeps (a commit made just before then starts a new generation at
+// the wake): 10,000 databases under a limit of 20,000 sleep so.
+func holdAsleep(n int) bool { return holdUnder(n, fileLimit()) }
+
+// holdUnder is holdAsleep under the descriptor limit lim (0: unknown).
+func holdUnder(n int, lim uint64) bool { return lim == 0 || uint64(2*n)+min(lim/4, 1024) <= lim }
+
 // fileStamp is what stat says of a file: a write changes it.
 type fileStamp struct {
 	Ino     uint64 `json:"ino"`
@@ -104,6 +117,13 @@ func (d *DB) sleepIfIdle() {
 	}
 	defer d.mu.Unlock()
 	now := d.now()
+	if d.asleep && d.dbf != nil && !holdAsleep(len(d.w.all())) {
+		// More databases came (--dir) than the limit has room for at
+		// two each: asleep, this one keeps only its owner lock now.
+		d.dbf.Close()
+		d.dbf, d.dbfLocked = nil, false
+		return
+	}
 	if !d.opened || d.asleep || d.failed != nil || d.genPending != "" || d.lost != "" || d.seg != nil || d.spec != nil ||
 		d.unpinned || d.snapshotting || d.stopping() || d.flushing.Load() ||
 		now.Sub(d.lastActivity) < idle || now.Sub(d.lastCapture) < idle || now.Before(d.sleepAfter) {
@@ -171,13 +191,17 @@ func (d *DB) sleep() error {
 	d.sleepWAL = statStamp(d.Path + "-wal")
 	d.sleepDB = d.st.Quiet.DB
 	// Before the pins go: the application's last close then leaves the
-	// WAL alone (a commit made meanwhile stays in it for the wake).
-	if err := holdShared(d.dbf); err != nil {
-		d.log.Debug("no lock on the database while idle", "err", err)
-	} else {
-		d.dbfLocked = true
+	// WAL alone (a commit made meanwhile stays in it for the wake). Not
+	// when the descriptor limit leaves no room for two per database.
+	hold := holdAsleep(len(d.w.all()))
+	if hold {
+		if err := holdShared(d.dbf); err != nil {
+			d.log.Debug("no lock on the database while idle", "err", err)
+		} else {
+			d.dbfLocked = true
+		}
 	}
-	d.closeDatabase(true)
+	d.closeDatabase(hold)
 	d.asleep = true
 	d.log.Debug("idle: database closed until it changes", "wal_frame", d.st.Pos.Frame)
 	return nil

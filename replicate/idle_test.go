@@ -164,3 +164,19 @@ func latestGeneration(t *testing.T, st walsync.Storage) string {
 	}
 	return h.Generation.String()
 }
+
+// Asleep, a database keeps its database file (2 descriptors) only where
+// the limit has room for it and a reserve.
+func TestHoldUnder(t *testing.T) {
+	for _, tt := range []struct {
+		n    int
+		lim  uint64
+		hold bool
+	}{
+		{24, 100, true}, {40, 100, false}, {5000, 20000, true}, {10000, 20000, false}, {9400, 20000, true}, {10000, 0, true},
+	} {
+		if got := holdUnder(tt.n, tt.lim); got != tt.hold {
+			t.Errorf("%d databases under a limit of %d: hold %v, want %v", tt.n, tt.lim, got, tt.hold)
+		}
+	}
+}

@@ -37,3 +37,12 @@ func ofdLock(f *os.File, typ int16) error {
 // ctimeNs is a file's change time: every write moves it, and user space
 // cannot set it back.
 func ctimeNs(st *syscall.Stat_t) int64 { return st.Ctim.Sec*1e9 + st.Ctim.Nsec }
+
+// fileLimit is the process's descriptor limit (0: unknown).
+func fileLimit() uint64 {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	return rl.Cur
+}
