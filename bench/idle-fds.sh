@@ -8,8 +8,9 @@
 #   COUNTS=10000 CLOSES=5s bench/idle-fds.sh   # only with --idle-close
 #
 # Each run: N small WAL databases (one table, one row), walsync watch on
-# all of them, wait until each has its first snapshot spooled, then
-# IDLE_CLOSE + 5 s idle, then /proc figures of the walsync process.
+# all of them, wait until each has its first snapshot spooled (start_s:
+# seconds from the start of walsync), then IDLE_CLOSE + 5 s idle, then
+# /proc figures of the walsync process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNTS=${COUNTS:-100 1000}
@@ -21,7 +22,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 work=$(mktemp -d /var/tmp/walsync-idle.XXXXXX)
 trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
 
-printf '%-6s %-10s %8s %10s %8s %12s\n' N idle-close fds rss_MB threads fds_per_db
+printf '%-6s %-10s %10s %8s %10s %8s %12s\n' N idle-close start_s fds rss_MB threads fds_per_db
 for n in $COUNTS; do
 	for ic in $CLOSES; do
 		dir=$work/n$n-$ic
@@ -39,16 +40,18 @@ for i in range(n):
 EOF
 		"$bin" watch --dir "$dir/dbs" -b "file://$dir/bucket" --idle-close "$ic" 2>"$dir/log" &
 		pid=$!
-		for _ in $(seq 600); do
+		began=$(date +%s.%N)
+		for _ in $(seq 6000); do
 			(($(grep -c 'snapshot spooled' "$dir/log" || true) >= n)) && break
-			sleep 1
+			sleep 0.1
 		done
+		start=$(awk -v a="$began" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b-a}')
 		secs=${IDLE_CLOSE%s}
 		sleep $((secs + 5))
 		fds=$(ls /proc/$pid/fd | wc -l)
 		rss=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$pid/status)
 		threads=$(awk '/Threads/ {print $2}' /proc/$pid/status)
-		printf '%-6s %-10s %8s %10s %8s %12s\n' "$n" "$ic" "$fds" "$rss" "$threads" "$(awk -v f="$fds" -v n="$n" 'BEGIN {printf "%.2f", f/n}')"
+		printf '%-6s %-10s %10s %8s %10s %8s %12s\n' "$n" "$ic" "$start" "$fds" "$rss" "$threads" "$(awk -v f="$fds" -v n="$n" 'BEGIN {printf "%.2f", f/n}')"
 		kill -INT $pid
 		wait $pid || true
 		rm -rf "$dir"

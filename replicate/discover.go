@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/walsync/walsync"
@@ -126,6 +127,9 @@ func walDatabase(path string) (bool, string) {
 // database that appears is followed within about this long.
 const discoverEvery = time.Second
 
+// discoverWorkers is how many new databases discovery starts at once.
+const discoverWorkers = 8
+
 // discovered is what discovery knows of one file.
 type discovered struct {
 	name     string
@@ -168,6 +172,14 @@ func (w *Watcher) discoverOnce(ctx context.Context, seen map[string]*discovered)
 		}
 	}
 	now := time.Now()
+	// New databases are followed discoverWorkers at a time: a start is
+	// mostly waiting for fsyncs (spool, snapshot, state), and 10,000
+	// databases one after the other took 5 minutes.
+	var (
+		mu   sync.Mutex // guards the entries of seen while followers run
+		wg   sync.WaitGroup
+		slot = make(chan struct{}, discoverWorkers)
+	)
 	for p, name := range present {
 		e := seen[p]
 		if e == nil {
@@ -181,18 +193,28 @@ func (w *Watcher) discoverOnce(ctx context.Context, seen map[string]*discovered)
 			continue // given by its path (or a configuration entry): followed as such
 		}
 		if ok, why := walDatabase(p); !ok {
+			mu.Lock()
 			e.note(w, p, why)
+			mu.Unlock()
 			continue
 		}
-		if err := w.FollowWith(ctx, p, name, sources[from[p]].Overrides); err != nil {
-			e.note(w, p, err.Error())
-			e.backoff = min(max(2*e.backoff, discoverEvery), time.Minute)
-			e.next = now.Add(e.backoff)
-			continue
-		}
-		e.followed, e.why, e.backoff = true, "", 0
-		w.logger().Info("replicating", "db", p, "name", name)
+		slot <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slot }()
+			err := w.FollowWith(ctx, p, name, sources[from[p]].Overrides)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				e.note(w, p, err.Error())
+				e.backoff = min(max(2*e.backoff, discoverEvery), time.Minute)
+				e.next = now.Add(e.backoff)
+				return
+			}
+			e.followed, e.why, e.backoff = true, "", 0
+			w.logger().Info("replicating", "db", p, "name", name)
+		})
 	}
+	wg.Wait()
 	for p, e := range seen {
 		if _, ok := present[p]; ok || ctx.Err() != nil {
 			continue
