@@ -165,16 +165,14 @@ type DB struct {
 	unpinned      bool
 	restartProven bool
 	// asleep: idle, its pins and files closed, its spool and owner lock
-	// kept (idle.go); sleepAfter: no attempt to sleep before; sleepDB,
-	// sleepWAL: the database file and the WAL when it fell asleep.
+	// kept (idle.go); sleepAfter: no attempt to sleep before.
 	asleep     bool
 	sleepAfter time.Time
 	// dbfLocked: dbf holds holdShared's lock (asleep); waking: a wake's
 	// open is under way (a failure keeps dbf, closeFiles).
 	dbfLocked bool
 	waking    bool
-	sleepDB   fileStamp
-	sleepWAL  fileStamp
+	sleepWAL  fileStamp // the WAL when it fell asleep (the database: Quiet)
 
 	seg *openSegment // the segment being appended to (segment.go), or nil
 	// spec is the segment captured ahead of a commit (speculate.go), kept
@@ -1425,10 +1423,7 @@ func (d *DB) letGo(why string) {
 // second, backing off to every 2 s; the failure is logged once a minute.
 // Called with d.mu held.
 func (d *DB) follow(ctx context.Context) error {
-	if wait := d.followAt.Sub(d.now()); wait > 0 {
-		// Armed again: the timer that brought this sync may be one set
-		// before the last attempt, which then found it pending.
-		d.w.syncAfter(d, wait)
+	if !d.openDue() {
 		return nil
 	}
 	d.mu.Unlock()
@@ -1445,16 +1440,38 @@ func (d *DB) follow(ctx context.Context) error {
 		d.closeFiles()
 		d.opened = false
 	}
+	if d.retryOpen(err) {
+		d.log.Warn("cannot follow the database file yet; looking again (logged once a minute)", "err", err)
+	}
+	return nil
+}
+
+// openDue says whether the next attempt to open d (follow, wake) is due;
+// if not, the timer is armed for it again: the timer that brought this
+// sync may be one set before the last attempt, which then found it
+// pending. Called with d.mu held.
+func (d *DB) openDue() bool {
+	if wait := d.followAt.Sub(d.now()); wait > 0 {
+		d.w.syncAfter(d, wait)
+		return false
+	}
+	return true
+}
+
+// retryOpen notes err, the failure of an attempt to open d, and arms the
+// next one, from 250 ms backing off to 2 s. It says whether the line
+// about it is due (once a minute while it fails). Called with d.mu held.
+func (d *DB) retryOpen(err error) (logNow bool) {
 	d.noteError(err)
 	d.followBackoff = min(max(2*d.followBackoff, 250*time.Millisecond), 2*time.Second)
 	d.followAt = d.now().Add(d.followBackoff)
 	d.w.syncAfter(d, d.followBackoff)
-	d.log.Debug("follow: another attempt later", "err", err, "retry_in", d.followBackoff)
-	if d.now().Sub(d.followLogged) >= time.Minute {
-		d.followLogged = d.now()
-		d.log.Warn("cannot follow the database file yet; looking again (logged once a minute)", "err", err)
+	d.log.Debug("open: another attempt later", "err", err, "retry_in", d.followBackoff)
+	if d.now().Sub(d.followLogged) < time.Minute {
+		return false
 	}
-	return nil
+	d.followLogged = d.now()
+	return true
 }
 
 // stopping says whether d's following is ending: the watcher shuts down
@@ -1530,24 +1547,10 @@ func (d *DB) closeFiles() {
 		d.owner.Close()
 		d.owner = nil
 	}
-	for i, p := range d.pins {
-		if p != nil {
-			p.close() //nolint:errcheck
-			d.pins[i] = nil
-		}
-	}
-	files := []**os.File{&d.walf, &d.shmf, &d.dbf}
-	if d.waking && d.dbfLocked {
-		files = files[:2] // a wake that failed keeps the file and its lock (idle.go)
-	} else {
-		d.dbfLocked = false
-	}
-	for _, f := range files {
-		if *f != nil {
-			(*f).Close()
-			*f = nil
-		}
-	}
+	// A wake that failed keeps the database file and its lock (idle.go).
+	keep := d.waking && d.dbfLocked
+	d.dbfLocked = keep
+	d.closeDatabase(keep)
 }
 
 // transient says whether err is a lack of resources that goes away (no

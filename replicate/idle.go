@@ -189,7 +189,6 @@ func (d *DB) sleep() error {
 		return err
 	}
 	d.sleepWAL = statStamp(d.Path + "-wal")
-	d.sleepDB = d.st.Quiet.DB
 	// Before the pins go: the application's last close then leaves the
 	// WAL alone (a commit made meanwhile stays in it for the wake). Not
 	// when the descriptor limit leaves no room for two per database.
@@ -236,11 +235,8 @@ func (d *DB) reopenDatabase() (*os.File, walsync.DBHeader, error) {
 	if held := d.dbf; held != nil {
 		if fi, err := os.Stat(d.Path); err == nil {
 			if hi, err := held.Stat(); err == nil && os.SameFile(fi, hi) {
-				b := make([]byte, walsync.DBHeaderSize)
-				if _, err := held.ReadAt(b, 0); err == nil {
-					if hdr, err := walsync.ParseDBHeader(b); err == nil {
-						return held, hdr, nil
-					}
+				if hdr, err := readDBHeader(held, d.Path, hi.Size()); err == nil {
+					return held, hdr, nil
 				}
 			}
 		}
@@ -250,10 +246,11 @@ func (d *DB) reopenDatabase() (*os.File, walsync.DBHeader, error) {
 	return openDatabase(d.Path)
 }
 
-// unchangedAsleep says whether neither the database file nor its WAL
-// changed since d went to sleep: nothing to capture.
+// unchangedAsleep says whether neither the database file (as the quiet
+// record has it) nor its WAL changed since d went to sleep: nothing to
+// capture.
 func (d *DB) unchangedAsleep() bool {
-	return statStamp(d.Path) == d.sleepDB && statStamp(d.Path+"-wal") == d.sleepWAL
+	return d.st.Quiet != nil && statStamp(d.Path) == d.st.Quiet.DB && statStamp(d.Path+"-wal") == d.sleepWAL
 }
 
 // wake opens d again after sleep, as at a start: the position is proven
@@ -264,8 +261,7 @@ func (d *DB) unchangedAsleep() bool {
 // is followed as after letGo (DB.follow). Called with d.mu held, d
 // asleep.
 func (d *DB) wake(ctx context.Context) error {
-	if wait := d.followAt.Sub(d.now()); wait > 0 {
-		d.w.syncAfter(d, wait) // as in follow
+	if !d.openDue() {
 		return nil
 	}
 	d.asleep, d.opened, d.waking = false, false, true
@@ -290,14 +286,10 @@ func (d *DB) wake(ctx context.Context) error {
 	if d.stopping() {
 		return nil
 	}
-	d.noteError(err)
-	d.followBackoff = min(max(2*d.followBackoff, 250*time.Millisecond), 2*time.Second)
-	d.followAt = d.now().Add(d.followBackoff)
-	d.w.syncAfter(d, d.followBackoff)
+	logNow := d.retryOpen(err)
 	if d.dbf != nil {
 		d.asleep, d.opened = true, true // still holding the file: asleep as before
-		if d.now().Sub(d.followLogged) >= time.Minute {
-			d.followLogged = d.now()
+		if logNow {
 			d.log.Warn("cannot open the database again after an idle spell; looking again (logged once a minute)", "err", err)
 		}
 		return nil

@@ -3,6 +3,7 @@ package replicate
 import (
 	"io"
 	"os"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -38,11 +39,12 @@ func ofdLock(f *os.File, typ int16) error {
 // cannot set it back.
 func ctimeNs(st *syscall.Stat_t) int64 { return st.Ctim.Sec*1e9 + st.Ctim.Nsec }
 
-// fileLimit is the process's descriptor limit (0: unknown).
-func fileLimit() uint64 {
+// fileLimit is the process's descriptor limit (0: unknown), read once:
+// the tick asks it for every database asleep.
+var fileLimit = sync.OnceValue(func() uint64 {
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
 		return 0
 	}
 	return rl.Cur
-}
+})

@@ -188,20 +188,28 @@ func openDatabase(path string) (*os.File, walsync.DBHeader, error) {
 		f.Close()
 		return nil, hdr, fmt.Errorf("database %s: not a regular file", path)
 	}
-	b := make([]byte, walsync.DBHeaderSize)
-	if _, err := io.ReadFull(f, b); err != nil {
+	if hdr, err = readDBHeader(f, path, fi.Size()); err != nil {
 		f.Close()
-		if fi.Size() < walsync.DBHeaderSize {
-			return nil, hdr, fmt.Errorf("database %s: %w (%d bytes, shorter than a SQLite header)", path, walsync.ErrNotSQLite, fi.Size())
-		}
-		return nil, hdr, fmt.Errorf("read database %s: %w", path, err)
-	}
-	hdr, err = walsync.ParseDBHeader(b)
-	if err != nil {
-		f.Close()
-		return nil, hdr, fmt.Errorf("database %s: %w", path, err)
+		return nil, hdr, err
 	}
 	return f, hdr, nil
+}
+
+// readDBHeader reads and checks the header of the database at path, open
+// as f, whose size is size.
+func readDBHeader(f *os.File, path string, size int64) (walsync.DBHeader, error) {
+	b := make([]byte, walsync.DBHeaderSize)
+	if _, err := f.ReadAt(b, 0); err != nil {
+		if size < walsync.DBHeaderSize {
+			return walsync.DBHeader{}, fmt.Errorf("database %s: %w (%d bytes, shorter than a SQLite header)", path, walsync.ErrNotSQLite, size)
+		}
+		return walsync.DBHeader{}, fmt.Errorf("read database %s: %w", path, err)
+	}
+	hdr, err := walsync.ParseDBHeader(b)
+	if err != nil {
+		return hdr, fmt.Errorf("database %s: %w", path, err)
+	}
+	return hdr, nil
 }
 
 func (s *Snapshotter) createTemp(dbPath string) (*os.File, error) {
