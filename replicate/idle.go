@@ -13,10 +13,11 @@ import (
 
 // An idle database asleep (`walsync watch`, Watcher.IdleClose).
 //
-// A database that is followed holds seven descriptors (its pin's SQLite
-// connection, walsync's own handles on the database, the WAL and the
-// wal-index, the owner lock) and about 150 KB of SQLite heap. Ten
-// thousand databases, most of them idle, would need 70,000 descriptors.
+// A database that is followed holds eight descriptors (its pin's SQLite
+// connection and the one SQLite keeps from the closed spare, walsync's
+// own handles on the database, the WAL and the wal-index, the owner lock)
+// and about 150 KB of SQLite heap. Ten thousand databases, most of them
+// idle, would need 80,000 descriptors.
 // So a database idle for IdleClose, whose every committed frame is
 // captured and sealed, lets go of everything but its spool and owner lock
 // (sleep): no pin, no connection, one descriptor. Its next change (a file

@@ -13,7 +13,7 @@ import (
 )
 
 // Twenty-four databases under a descriptor limit that lets only a few be
-// open at once (`ulimit -n 100`; a followed database holds 7): the ones
+// open at once (`ulimit -n 100`; a followed database holds 8): the ones
 // that cannot be opened at start are logged once and looked at again,
 // idle ones close their files (--idle-close 1s), and every database gets
 // replicated. Then an application opens each, commits and closes it
